@@ -1,0 +1,314 @@
+"""``Embedder``: text, images, fused text+image inputs and rendered pages to L2-normalised vectors."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from umr import modeling, pooling
+from umr.batching import run_planned
+from umr.inputs import InputLike, MultimodalInput, coerce_inputs
+from umr.processing import PreparedInput, Processor
+from umr.prompting import fill, render_content
+from umr.recipes import DEFAULT_EMBEDDER, EMBED_RECIPES, EmbedRecipe, Side, resolve_recipe_name
+
+logger = logging.getLogger(__name__)
+
+#: default padded-token budget of one forward pass (about 12 pages of 1280 visual tokens)
+DEFAULT_MAX_BATCH_TOKENS = 16384
+DEFAULT_BATCH_SIZE = 32
+
+
+class Embedder:
+    """A universal multimodal embedder following one recipe (GME by default).
+
+    >>> emb = Embedder.from_pretrained("Alibaba-NLP/gme-Qwen2-VL-2B-Instruct")   # doctest: +SKIP
+    >>> q = emb.embed_queries(["what is the revenue in 2023?"])                   # doctest: +SKIP
+    >>> d = emb.embed_documents(["page1.png", {"text": "caption", "image": "photo.jpg"}])  # doctest: +SKIP
+    >>> scores = q @ d.T                                                           # doctest: +SKIP
+
+    Vectors are float32 numpy arrays, L2-normalised, so a dot product is the cosine similarity.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        image_processor: Any,
+        recipe: EmbedRecipe,
+        *,
+        model_id: str,
+        device: torch.device,
+        dtype: torch.dtype,
+        dim: int | None = None,
+        query_instruction: str | None = None,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        show_progress: bool = False,
+        fingerprint_seed: str = "",
+    ) -> None:
+        self.model = model
+        self.recipe = recipe
+        self.model_id = model_id
+        self.device = device
+        self.dtype = dtype
+        self.query_instruction = query_instruction
+        self.max_batch_tokens = int(max_batch_tokens)
+        self.batch_size = int(batch_size)
+        self.show_progress = show_progress
+        if self.max_batch_tokens <= 0 or self.batch_size <= 0:
+            raise ValueError("max_batch_tokens and batch_size must be positive integers")
+        self.processor = Processor(
+            tokenizer,
+            image_processor,
+            image_pad_token=recipe.image_pad_token,
+            min_pixels=min_pixels if min_pixels is not None else recipe.min_pixels,
+            max_pixels=max_pixels if max_pixels is not None else recipe.max_pixels,
+            max_length=recipe.max_length,
+            pre_resize=recipe.pre_resize,
+            padding_side=recipe.padding_side,
+        )
+        self._exclude_span: tuple[int, int] | None = None
+        if recipe.pool_exclude_span is not None:
+            start, end = recipe.pool_exclude_span
+            self._exclude_span = (self.processor.token_id(start), self.processor.token_id(end))
+        self.native_dim = int(_hidden_size(model))
+        self.dim = self._check_dim(dim)
+        self._lock = threading.Lock()
+        self._fingerprint_seed = fingerprint_seed
+
+    # -- construction ---------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id_or_path: str | os.PathLike = DEFAULT_EMBEDDER,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        recipe: str | None = None,
+        dim: int | None = None,
+        attn_implementation: str | None = None,
+        query_instruction: str | None = None,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        trust_remote_code: bool = False,
+        show_progress: bool = False,
+    ) -> Embedder:
+        """Load an embedder from a hub id or a local directory.
+
+        ``recipe`` names the recipe for a local directory whose recipe cannot be inferred (a ``umr.json``
+        marker or a folder named like the hub repository is enough). ``dtype`` defaults to bf16 on CUDA
+        and float32 on CPU; ``attn_implementation`` to SDPA (FlashAttention 2 when installed on CUDA).
+        """
+        name = resolve_recipe_name(model_id_or_path, recipe, "embedding")
+        rec = EMBED_RECIPES[name]
+        dev = modeling.resolve_device(device)
+        dt = modeling.resolve_dtype(dtype, dev, rec.preferred_dtype)
+        attn = modeling.resolve_attn_implementation(attn_implementation, dev, dt, rec.attention)
+        config = modeling.load_config(model_id_or_path, name, trust_remote_code=trust_remote_code)
+        source = _source(model_id_or_path)
+        model = modeling.load_model(
+            model_id_or_path, name, head="base", device=dev, dtype=dt, attn_implementation=attn,
+            trust_remote_code=trust_remote_code,
+        )
+        tokenizer = modeling.load_tokenizer(source, name, rec.added_tokens)
+        image_processor = modeling.load_image_processor(
+            source,
+            min_pixels if min_pixels is not None else rec.min_pixels,
+            max_pixels if max_pixels is not None else rec.max_pixels,
+        )
+        logger.info("loaded %s (recipe %s) on %s as %s with %s attention", source, name, dev, dt, attn)
+        return cls(
+            model, tokenizer, image_processor, rec,
+            model_id=os.fspath(model_id_or_path), device=dev, dtype=dt, dim=dim,
+            query_instruction=query_instruction, max_batch_tokens=max_batch_tokens, batch_size=batch_size,
+            min_pixels=min_pixels, max_pixels=max_pixels, show_progress=show_progress,
+            fingerprint_seed=config.to_json_string(use_diff=False),
+        )
+
+    # -- properties -------------------------------------------------------------------------------------
+    @property
+    def max_pixels(self) -> int:
+        """Pixel budget of one image; render pages at most this large."""
+        return self.processor.max_pixels
+
+    @property
+    def min_pixels(self) -> int:
+        return self.processor.min_pixels
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable id of everything that decides a vector: weights config, recipe, pixel budget, dim.
+
+        Content-derived (a local copy moved elsewhere keeps its fingerprint), used in store ids.
+        """
+        h = hashlib.sha256()
+        for part in (self._fingerprint_seed, self.recipe.name, str(self.min_pixels), str(self.max_pixels),
+                     str(self.dim), os.path.basename(self.model_id.rstrip("/\\"))):
+            h.update(part.encode("utf-8", "surrogateescape"))
+            h.update(b"\x00")
+        return h.hexdigest()[:16]
+
+    def _check_dim(self, dim: int | None) -> int:
+        if dim is None or dim == self.native_dim:
+            return self.native_dim
+        allowed = [d for d in self.recipe.matryoshka_dims if d <= self.native_dim]
+        if not isinstance(dim, int) or dim not in allowed:
+            choices = ", ".join(str(d) for d in [self.native_dim, *allowed])
+            raise ValueError(
+                f"dim={dim!r} is not available for recipe {self.recipe.name!r}; allowed dims: {choices}"
+                + ("" if allowed else " (this recipe has no Matryoshka truncation)")
+            )
+        return dim
+
+    def __repr__(self) -> str:
+        return (
+            f"Embedder(model_id={self.model_id!r}, recipe={self.recipe.name!r}, dim={self.dim}, "
+            f"device={str(self.device)!r}, dtype={str(self.dtype).replace('torch.', '')!r})"
+        )
+
+    # -- prompts ----------------------------------------------------------------------------------------
+    def instruction_for(self, item: MultimodalInput, side: Side, instruction: str | None) -> str:
+        """The instruction a given input gets on a given side, as the recipe rules."""
+        r = self.recipe
+        if side == "document":
+            if r.document_instruction == "default":
+                return r.default_instruction
+            if r.document_instruction == "none":
+                return ""
+        chosen = item.instruction or instruction
+        if side == "query" and chosen is None:
+            chosen = self.query_instruction
+        return chosen if chosen is not None else r.default_instruction
+
+    def build_prompt(self, item: InputLike, side: Side = "query", instruction: str | None = None) -> str:
+        """The exact text (with one image placeholder) the model sees for ``item``."""
+        mi = MultimodalInput.coerce(item)
+        r = self.recipe
+        content = render_content(
+            mi,
+            image_placeholder=r.image_placeholder,
+            prefix=r.prefix_for(side),
+            image_first=r.image_first,
+            image_only_text=r.document_image_text if side == "document" else None,
+        )
+        return fill(r.template_for(side), instruction=self.instruction_for(mi, side, instruction), content=content)
+
+    # -- embedding --------------------------------------------------------------------------------------
+    def embed_queries(
+        self, inputs: InputLike | Iterable[InputLike], instruction: str | None = None, **kwargs: Any
+    ) -> np.ndarray:
+        """Embed queries; ``instruction`` (or the embedder's ``query_instruction``) describes the task."""
+        return self.embed(inputs, side="query", instruction=instruction, **kwargs)
+
+    def embed_documents(self, inputs: InputLike | Iterable[InputLike], **kwargs: Any) -> np.ndarray:
+        """Embed corpus items (pages, images, passages); the recipe decides their instruction."""
+        return self.embed(inputs, side="document", **kwargs)
+
+    def embed(
+        self,
+        inputs: InputLike | Iterable[InputLike],
+        *,
+        side: Side = "document",
+        instruction: str | None = None,
+        batch_size: int | None = None,
+        max_batch_tokens: int | None = None,
+        show_progress: bool | None = None,
+        convert_to: Literal["numpy", "torch"] = "numpy",
+    ) -> Any:
+        """Embed one input (returns shape ``(dim,)``) or a sequence (returns ``(n, dim)``).
+
+        Inputs are sorted by token cost, batched under ``max_batch_tokens`` padded tokens and
+        ``batch_size`` items, and returned in the caller's order.
+        """
+        if side not in ("query", "document"):
+            raise ValueError(f"side must be 'query' or 'document', got {side!r}")
+        if instruction is not None and not isinstance(instruction, str):
+            raise TypeError(f"instruction must be str or None, got {type(instruction).__name__}")
+        single = isinstance(inputs, (str, bytes, bytearray, dict, MultimodalInput, os.PathLike)) or (
+            hasattr(inputs, "size") and hasattr(inputs, "mode")  # a PIL image
+        )
+        items = coerce_inputs(inputs)
+        if not items:
+            empty = np.zeros((0, self.dim), dtype=np.float32)
+            return empty if convert_to == "numpy" else torch.from_numpy(empty)
+        prepared = [
+            self.processor.prepare(i, it, self.build_prompt(it, side, instruction)) for i, it in enumerate(items)
+        ]
+        vectors = self._run(prepared, batch_size, max_batch_tokens, show_progress)
+        out = vectors[0] if single else vectors
+        return out.numpy() if convert_to == "numpy" else out
+
+    def _run(
+        self,
+        prepared: list[PreparedInput],
+        batch_size: int | None,
+        max_batch_tokens: int | None,
+        show_progress: bool | None,
+    ) -> torch.Tensor:
+        progress = None
+        if show_progress if show_progress is not None else self.show_progress:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=len(prepared), desc="embedding", unit="input")
+        try:
+            with self._lock, torch.inference_mode():
+                vectors = run_planned(
+                    [p.num_tokens for p in prepared],
+                    max_tokens=max_batch_tokens or self.max_batch_tokens,
+                    max_batch_size=batch_size or self.batch_size,
+                    collate=lambda idx: self._collate([prepared[i] for i in idx]),
+                    forward=self._forward,
+                    on_batch=progress.update if progress is not None else None,
+                    overlap=self.device.type != "cpu",
+                )
+        finally:
+            if progress is not None:
+                progress.close()
+        return vectors.cpu()
+
+    def _collate(self, batch: list[PreparedInput]) -> dict[str, torch.Tensor]:
+        images = [self.processor.load_pixels(p) if p.geometry is not None else None for p in batch]
+        tensors = self.processor.collate(batch, images)
+        if self.device.type == "cuda":
+            tensors = {k: v.pin_memory() for k, v in tensors.items()}
+        return tensors
+
+    def _forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        if "pixel_values" in batch:
+            batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
+        hidden = modeling.forward_hidden(
+            self.model, batch, positions=self.recipe.positions, attention=self.recipe.attention,
+            image_token_id=self.processor.image_pad_id,
+        )
+        pooled = pooling.pool(
+            self.recipe.pooling, hidden, batch["attention_mask"], batch["input_ids"], self._exclude_span
+        ).float()
+        pooled = pooled[:, : self.dim]
+        if self.recipe.normalize:
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
+        return pooled
+
+
+def _hidden_size(model: Any) -> int:
+    config = model.config
+    text = getattr(config, "text_config", None) or config
+    return int(text.hidden_size)
+
+
+def _source(model_id_or_path: str | os.PathLike) -> str:
+    path = Path(os.fspath(model_id_or_path)).expanduser()
+    return str(path) if path.exists() else os.fspath(model_id_or_path)

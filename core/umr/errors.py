@@ -1,0 +1,19 @@
+"""Exceptions raised by umr. Each message names the offending input and what to do about it."""
+
+from __future__ import annotations
+
+
+class UMRError(Exception):
+    """Base class of every error umr raises on purpose."""
+
+
+class ModelNotFoundError(UMRError, OSError):
+    """A model id could not be resolved to weights (no hub access, typo, missing local files)."""
+
+
+class UnknownRecipeError(UMRError, ValueError):
+    """A recipe name or model id is not in the registry."""
+
+
+class InputError(UMRError, ValueError):
+    """An input could not be read or used (unreadable image, bad path, too large...)."""

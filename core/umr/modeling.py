@@ -1,0 +1,238 @@
+"""Load backbones (device, dtype, attention implementation) and run them to hidden states.
+
+The model never sees PIL images: it gets the tensors ``processing.Processor.collate`` made. Embeddings
+come from the final-norm hidden states of the language model; the lm_head is never applied here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from umr.errors import ModelNotFoundError
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` picks CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"invalid device {device!r}; use 'cpu', 'cuda', 'cuda:1', 'mps' or None") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available; use device='cpu'")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, preferred: str) -> torch.dtype:
+    """``None``: the recipe's preferred half type on CUDA (bf16 when supported), float32 elsewhere."""
+    if dtype is None:
+        if device.type != "cuda":
+            return torch.float32
+        wanted = DTYPES[preferred]
+        if wanted is torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            return torch.float16
+        return wanted
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    key = str(dtype).replace("torch.", "").lower()
+    if key not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(sorted(DTYPES))}")
+    return DTYPES[key]
+
+
+def resolve_attn_implementation(
+    requested: str | None, device: torch.device, dtype: torch.dtype, attention: str
+) -> str:
+    """SDPA by default; FlashAttention 2 on CUDA in half precision when ``flash_attn`` is installed."""
+    valid = ("sdpa", "eager", "flash_attention_2")
+    if requested is not None:
+        if requested not in valid:
+            raise ValueError(f"unknown attn_implementation {requested!r}; valid: {', '.join(valid)}")
+        return requested
+    if (
+        device.type == "cuda"
+        and dtype in (torch.float16, torch.bfloat16)
+        and attention == "causal"
+        and importlib.util.find_spec("flash_attn") is not None
+    ):
+        return "flash_attention_2"
+    return "sdpa"
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' own progress bars while loading (library calls show none by default)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _offline_hint(model_id: str, recipe: str) -> str:
+    return (
+        f"could not load model {model_id!r}: it is not a local directory and the Hugging Face hub could not "
+        "be reached or has no such repository (offline machine, HF_HUB_OFFLINE=1, a typo, or a gated model). "
+        f"Download it where the hub is reachable (`hf download {model_id} --local-dir ./models/NAME`), copy "
+        f"the folder here and pass its path: from_pretrained('./models/NAME', recipe='{recipe}'). "
+        "For a quick offline try, `umr make-tiny-model ./tiny` writes a small random-weight model."
+    )
+
+
+def load_config(model_id_or_path: str | os.PathLike, recipe_name: str, trust_remote_code: bool = False) -> Any:
+    """Load the config, turning every 'cannot find it' into one clear ``ModelNotFoundError``."""
+    from transformers import AutoConfig
+
+    name = os.fspath(model_id_or_path)
+    path = Path(name).expanduser()
+    if path.exists() and not (path / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"{name!r} is a local path but holds no config.json; pass the folder that contains the "
+            "model files (config.json, *.safetensors, tokenizer files)"
+        )
+    try:
+        with quiet_transformers():
+            return AutoConfig.from_pretrained(
+                str(path) if path.exists() else name, trust_remote_code=trust_remote_code
+            )
+    except (OSError, ValueError) as exc:
+        if path.exists():
+            raise ModelNotFoundError(f"cannot read the model config in {name!r}: {exc}") from exc
+        raise ModelNotFoundError(_offline_hint(name, recipe_name)) from exc
+
+
+def load_model(
+    model_id_or_path: str | os.PathLike,
+    recipe_name: str,
+    *,
+    head: Literal["base", "lm"],
+    device: torch.device,
+    dtype: torch.dtype,
+    attn_implementation: str,
+    trust_remote_code: bool = False,
+) -> Any:
+    """Load the backbone: the base model without lm_head (``head="base"``) or with it (``"lm"``)."""
+    from transformers import AutoModel, AutoModelForImageTextToText
+
+    name = os.fspath(model_id_or_path)
+    path = Path(name).expanduser()
+    source = str(path) if path.exists() else name
+    cls = AutoModel if head == "base" else AutoModelForImageTextToText
+    try:
+        with quiet_transformers():
+            model = cls.from_pretrained(
+                source,
+                dtype=dtype,
+                attn_implementation=attn_implementation,
+                trust_remote_code=trust_remote_code,
+            )
+    except (OSError, ValueError) as exc:
+        if path.exists():
+            raise ModelNotFoundError(f"cannot load the model weights in {name!r}: {exc}") from exc
+        raise ModelNotFoundError(_offline_hint(name, recipe_name)) from exc
+    model.to(device)
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def load_tokenizer(source: str, recipe_name: str, added_tokens: tuple[str, ...] = ()) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        with quiet_transformers():
+            tok = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(f"cannot load the tokenizer of {source!r}: {exc}") from exc
+    missing = [t for t in added_tokens if tok.convert_tokens_to_ids(t) in (None, tok.unk_token_id)]
+    if missing:
+        raise ModelNotFoundError(
+            f"the tokenizer of {source!r} lacks the token(s) {missing} that recipe {recipe_name!r} needs; "
+            "is this the right recipe for this checkpoint?"
+        )
+    return tok
+
+
+def load_image_processor(source: str, min_pixels: int, max_pixels: int) -> Any:
+    """The PIL Qwen2-VL image processor (no torchvision), with the recipe's pixel budget."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    try:
+        with quiet_transformers():
+            return Qwen2VLImageProcessorPil.from_pretrained(
+                source, min_pixels=min_pixels, max_pixels=max_pixels
+            )
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(f"cannot load the image processor of {source!r}: {exc}") from exc
+
+
+def base_model(model: Any) -> Any:
+    """The multimodal base model (vision tower + language model) inside a model with a head."""
+    return model.model if hasattr(model, "lm_head") else model
+
+
+def forward_hidden(
+    model: Any,
+    batch: dict[str, torch.Tensor],
+    *,
+    positions: str,
+    attention: str,
+    image_token_id: int,
+) -> torch.Tensor:
+    """Run the base model on one collated batch; returns final-norm hidden states (B, L, H).
+
+    ``positions="1d"`` gives every token the sequential position ``arange(L)`` on all three M-RoPE axes
+    (GME's reference behaviour); ``"mrope"`` lets the model compute 3-D positions from the image grid.
+    ``attention="bidirectional"`` replaces the causal mask by a padding-only mask.
+    """
+    from transformers.masking_utils import create_bidirectional_mask
+
+    base = base_model(model)
+    input_ids = batch["input_ids"]
+    attention_mask = batch["attention_mask"]
+    bsz, length = input_ids.shape
+    kwargs: dict[str, Any] = {"use_cache": False}
+    if "pixel_values" in batch:
+        kwargs["pixel_values"] = batch["pixel_values"]
+        kwargs["image_grid_thw"] = batch["image_grid_thw"]
+    kwargs["mm_token_type_ids"] = (input_ids == image_token_id).to(torch.int32)
+    if positions == "1d":
+        kwargs["position_ids"] = (
+            torch.arange(length, device=input_ids.device).view(1, 1, -1).expand(3, bsz, -1)
+        )
+    mask: Any = attention_mask
+    if attention == "bidirectional":
+        dummy = torch.empty((bsz, length, 1), dtype=base.dtype, device=input_ids.device)
+        lm_config = base.language_model.config
+        full = create_bidirectional_mask(
+            config=lm_config, inputs_embeds=dummy, attention_mask=attention_mask,
+            allow_is_bidirectional_skip=False,
+        )
+        mask = {"full_attention": full, "sliding_attention": full}
+    out = base(input_ids=input_ids, attention_mask=mask, **kwargs)
+    return out.last_hidden_state

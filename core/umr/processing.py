@@ -1,0 +1,253 @@
+"""Inputs to tensors: prompts, pixel budget, tokenisation and collation. Never touches the model.
+
+The work is split in two so that batches can be planned before any pixel is decoded:
+
+1. ``Processor.prepare`` renders the prompt, tokenises it (with a single image placeholder) and computes
+   the number of visual tokens from the image header size — cheap, exact token cost.
+2. ``Processor.collate`` decodes and resizes the images of one planned batch, expands the placeholders,
+   truncates, pads and returns tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from umr.errors import InputError
+from umr.inputs import MultimodalInput
+
+# qwen-vl-utils ``fetch_image`` defaults (first of GME's two resizes)
+QWEN_UTILS_MIN_PIXELS = 4 * 28 * 28
+QWEN_UTILS_MAX_PIXELS = 16384 * 28 * 28
+MAX_ASPECT_RATIO = 200
+
+
+def smart_resize(
+    height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56, max_pixels: int = 28 * 28 * 1280
+) -> tuple[int, int]:
+    """Nearest (height, width) that are multiples of ``factor`` with an area in [min_pixels, max_pixels].
+
+    Same arithmetic as Qwen2-VL's processors; an aspect ratio above 200 is first brought to 200 by
+    clamping the long side (the reference raises instead, which would crash on a 10000x50 strip).
+    """
+    height, width = clamp_aspect(height, width)
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def clamp_aspect(height: int, width: int, max_ratio: float = MAX_ASPECT_RATIO) -> tuple[int, int]:
+    """Shorten the long side so that long / short <= ``max_ratio`` (strictly below for the processor)."""
+    if max(height, width) / min(height, width) > max_ratio:
+        if height > width:
+            height = int(width * max_ratio)
+        else:
+            width = int(height * max_ratio)
+    return height, width
+
+
+@dataclass(frozen=True)
+class ImageGeometry:
+    """Sizes an image goes through: after the optional pre-resize, and the final processor grid."""
+
+    pre_size: tuple[int, int] | None  # (width, height) after the qwen-vl-utils style first resize
+    final_size: tuple[int, int]  # (width, height) fed to the vision tower
+    num_tokens: int  # visual tokens in the language model (after the 2x2 merge)
+
+
+@dataclass
+class PreparedInput:
+    """One input, tokenised with a single image placeholder; its exact cost is known."""
+
+    index: int
+    input: MultimodalInput
+    ids: list[int]
+    geometry: ImageGeometry | None
+
+    @property
+    def num_tokens(self) -> int:
+        extra = self.geometry.num_tokens - 1 if self.geometry else 0
+        return len(self.ids) + extra
+
+
+class Processor:
+    """Prompt building, pixel budget, tokenisation and collation for Qwen-VL style backbones.
+
+    ``recipe`` is an ``EmbedRecipe`` or ``RerankRecipe``; ``image_processor`` a Qwen2-VL image processor.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        image_processor: Any,
+        *,
+        image_pad_token: str,
+        min_pixels: int,
+        max_pixels: int,
+        max_length: int,
+        pre_resize: bool,
+        padding_side: str,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.min_pixels = int(min_pixels)
+        self.max_pixels = int(max_pixels)
+        self.max_length = int(max_length)
+        self.pre_resize = pre_resize
+        self.padding_side = padding_side
+        self.patch_size = int(getattr(image_processor, "patch_size", 14))
+        self.merge_size = int(getattr(image_processor, "merge_size", 2))
+        self.temporal_patch_size = int(getattr(image_processor, "temporal_patch_size", 2))
+        self.factor = self.patch_size * self.merge_size
+        self.image_pad_id = self._token_id(image_pad_token)
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else tokenizer.convert_tokens_to_ids("<|endoftext|>"))
+        if min_pixels > max_pixels:
+            raise ValueError(f"min_pixels ({min_pixels}) must not exceed max_pixels ({max_pixels})")
+
+    def _token_id(self, token: str) -> int:
+        tid = self.tokenizer.convert_tokens_to_ids(token)
+        if tid is None or tid == self.tokenizer.unk_token_id:
+            raise ValueError(f"the tokenizer does not know the token {token!r}; is this the right recipe?")
+        return int(tid)
+
+    def token_id(self, token: str) -> int:
+        """Id of a token that must exist as one unit in the vocabulary (answer words, markers)."""
+        ids = self.tokenizer.encode(token, add_special_tokens=False)
+        if len(ids) != 1:
+            raise ValueError(f"{token!r} is not a single token in this tokenizer ({ids})")
+        return int(ids[0])
+
+    # -- geometry ------------------------------------------------------------------------------------
+    def geometry(self, width: int, height: int) -> ImageGeometry:
+        """Final size and visual-token count of an image of ``width`` x ``height``, without decoding it."""
+        pre = None
+        if self.pre_resize:
+            ph, pw = smart_resize(height, width, self.factor, QWEN_UTILS_MIN_PIXELS, QWEN_UTILS_MAX_PIXELS)
+            pre = (pw, ph)
+            height, width = ph, pw
+        fh, fw = smart_resize(height, width, self.factor, self.min_pixels, self.max_pixels)
+        n = (fh // self.patch_size) * (fw // self.patch_size) // (self.merge_size**2)
+        return ImageGeometry(pre_size=pre, final_size=(fw, fh), num_tokens=n)
+
+    # -- step 1: prompt + cost -------------------------------------------------------------------------
+    def prepare(self, index: int, item: MultimodalInput, prompt: str) -> PreparedInput:
+        """Tokenise ``prompt`` (which holds at most one image placeholder) and size the image."""
+        ids = self.tokenizer.encode(prompt, add_special_tokens=False)
+        n_pad = ids.count(self.image_pad_id)
+        geometry = None
+        if item.image is not None:
+            if n_pad != 1:
+                raise ValueError(f"prompt for input #{index} must hold exactly one image placeholder")
+            try:
+                w, h = item.image_size()
+            except InputError as exc:
+                raise InputError(f"input #{index}: {exc}") from None
+            geometry = self.geometry(w, h)
+        elif n_pad:
+            raise InputError(
+                f"input #{index} has no image but its text contains the image placeholder token; "
+                "remove '<|image_pad|>' from the text"
+            )
+        return PreparedInput(index=index, input=item, ids=ids, geometry=geometry)
+
+    # -- step 2: tensors ------------------------------------------------------------------------------
+    def load_pixels(self, prepared: PreparedInput) -> Image.Image:
+        """Decode and resize one image to the size its geometry planned (RGB, alpha dropped)."""
+        assert prepared.geometry is not None
+        try:
+            img = prepared.input.load_image()
+        except InputError as exc:
+            raise InputError(f"input #{prepared.index}: {exc}") from None
+        # convert("RGB") drops alpha without compositing, as the reference does; CMYK, P, L, I;16 too.
+        img = _to_rgb(img)
+        geo = prepared.geometry
+        if geo.pre_size is not None and img.size != geo.pre_size:
+            img = img.resize(geo.pre_size, Image.Resampling.BICUBIC)
+        elif geo.pre_size is None:
+            h, w = clamp_aspect(img.size[1], img.size[0])
+            if (w, h) != img.size:  # bring > 200:1 strips into range for the image processor
+                img = img.resize((w, h), Image.Resampling.BICUBIC)
+        return img
+
+    def collate(self, batch: Sequence[PreparedInput], images: Sequence[Image.Image | None]) -> dict[str, Any]:
+        """Expand placeholders, truncate to ``max_length``, pad and stack one batch.
+
+        Returns ``input_ids`` / ``attention_mask`` (B, L) and, when any item has an image,
+        ``pixel_values`` (sum of patches, C*T*P*P) and ``image_grid_thw`` (n_images, 3) in batch order.
+        """
+        rows: list[list[int]] = []
+        pixel_chunks: list[np.ndarray] = []
+        grids: list[list[int]] = []
+        for prep, img in zip(batch, images):
+            ids = prep.ids
+            if prep.geometry is not None:
+                assert img is not None
+                out = self.image_processor(
+                    images=[img],
+                    size={"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels},
+                    return_tensors="np",
+                )
+                grid = [int(x) for x in np.asarray(out["image_grid_thw"])[0]]
+                n_tokens = grid[0] * grid[1] * grid[2] // (self.merge_size**2)
+                if n_tokens != prep.geometry.num_tokens:  # planning and processing must agree
+                    raise RuntimeError(
+                        f"input #{prep.index}: planned {prep.geometry.num_tokens} visual tokens, "
+                        f"processor made {n_tokens}"
+                    )
+                pos = ids.index(self.image_pad_id)
+                ids = ids[:pos] + [self.image_pad_id] * n_tokens + ids[pos + 1 :]
+                pixel_chunks.append(np.asarray(out["pixel_values"]))
+                grids.append(grid)
+            if len(ids) > self.max_length:
+                ids = ids[: self.max_length]
+                if prep.geometry is not None and ids.count(self.image_pad_id) != prep.geometry.num_tokens:
+                    raise InputError(
+                        f"input #{prep.index}: the prompt before the image is so long that truncation at "
+                        f"{self.max_length} tokens would cut the image; shorten the instruction or text"
+                    )
+            rows.append(ids)
+        longest = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), longest), dtype=torch.long)
+        for i, r in enumerate(rows):
+            if self.padding_side == "right":
+                input_ids[i, : len(r)] = torch.tensor(r)
+                attention_mask[i, : len(r)] = 1
+            else:
+                input_ids[i, longest - len(r) :] = torch.tensor(r)
+                attention_mask[i, longest - len(r) :] = 1
+        batch_out: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if pixel_chunks:
+            batch_out["pixel_values"] = torch.from_numpy(np.concatenate(pixel_chunks, axis=0))
+            batch_out["image_grid_thw"] = torch.tensor(grids, dtype=torch.long)
+        return batch_out
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = arr.max() or 1.0
+        img = Image.fromarray((arr * (255.0 / top)).clip(0, 255).astype(np.uint8), mode="L")
+    elif img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        img = Image.fromarray(((arr - lo) * scale).clip(0, 255).astype(np.uint8), mode="L")
+    return img.convert("RGB")

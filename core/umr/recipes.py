@@ -1,0 +1,365 @@
+"""Model recipes as data: one frozen dataclass per model family, one entry per published model id.
+
+Adding a model means adding a recipe (or a ``ModelEntry`` pointing at an existing one), never an ``if``
+in the pipeline. Every behaviour that differs between families (prompt template, which instruction the
+document side gets, pooling, attention mode, positions, padding side, pixel budget, Matryoshka dims) is a
+field here and is read by ``processing``, ``modeling`` and ``pooling``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+from umr.errors import UnknownRecipeError
+
+Pooling = Literal["last", "mean"]
+Attention = Literal["causal", "bidirectional"]
+Positions = Literal["1d", "mrope"]
+Side = Literal["query", "document"]
+
+QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
+# The placeholder token that the processor expands to one token per merged visual patch.
+QWEN_IMAGE_PAD = "<|image_pad|>"
+#: Marker file written next to a checkpoint (by ``umr.testing`` or ``umr.train``) naming its recipe.
+RECIPE_FILE = "umr.json"
+
+
+@dataclass(frozen=True)
+class EmbedRecipe:
+    """How one family of MLLM embedders turns an input into a vector.
+
+    ``template`` is formatted with ``instruction`` and ``content``; ``content`` is the image placeholder
+    and the text, in the order ``image_first`` says. Prefixes (``query_prefix`` / ``document_prefix``)
+    go in front of the text part.
+    """
+
+    name: str
+    family: str
+    backbone: str  # transformers model_type of the checkpoint (qwen2_vl, qwen2_5_vl, qwen3_vl, ...)
+    template: str
+    default_instruction: str
+    #: "default": the document side always gets ``default_instruction`` (GME); "query": documents get
+    #: the same instruction resolution as queries; "none": documents get an empty instruction.
+    document_instruction: Literal["default", "query", "none"] = "default"
+    query_template: str | None = None  # when queries use another template than documents
+    document_template: str | None = None
+    query_prefix: str = ""
+    document_prefix: str = ""
+    #: text given to documents that are images only (DSE asks "What is shown in this image?")
+    document_image_text: str | None = None
+    image_first: bool = True
+    image_placeholder: str = QWEN_IMAGE
+    image_pad_token: str = QWEN_IMAGE_PAD
+    pooling: Pooling = "last"
+    #: tokens (start, end) whose span, both ends included, is left out of mean pooling (U-MARVEL)
+    pool_exclude_span: tuple[str, str] | None = None
+    attention: Attention = "causal"
+    positions: Positions = "1d"
+    padding_side: Literal["left", "right"] = "right"
+    #: first resize like qwen-vl-utils ``fetch_image`` before the image processor resizes again (GME)
+    pre_resize: bool = True
+    min_pixels: int = 256 * 28 * 28
+    max_pixels: int = 1280 * 28 * 28
+    max_length: int = 1800
+    normalize: bool = True
+    #: dims that Matryoshka truncation may keep (empty: only the native dim)
+    matryoshka_dims: tuple[int, ...] = ()
+    #: extra tokens the tokenizer must know (U-MARVEL's instruction markers)
+    added_tokens: tuple[str, ...] = ()
+    trust_remote_code: bool = False
+    preferred_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+
+    def template_for(self, side: Side) -> str:
+        if side == "query" and self.query_template is not None:
+            return self.query_template
+        if side == "document" and self.document_template is not None:
+            return self.document_template
+        return self.template
+
+    def prefix_for(self, side: Side) -> str:
+        return self.query_prefix if side == "query" else self.document_prefix
+
+
+@dataclass(frozen=True)
+class RerankRecipe:
+    """A pointwise generative reranker: prompt (query, candidate), read two answer-token logits."""
+
+    name: str
+    family: str
+    backbone: str
+    #: formatted with ``instruction``, ``query`` and ``candidate`` (each already rendered to text with
+    #: image placeholders where the input has an image)
+    template: str
+    default_instruction: str
+    yes_token: str
+    no_token: str
+    #: "softmax": P(yes) = softmax([yes, no])[0]; "sigmoid": sigmoid(yes - no). Both equal in value
+    #: for two logits; kept apart because the model cards describe them differently.
+    score: Literal["softmax", "sigmoid"] = "softmax"
+    #: order of the candidate and the query inside the prompt (MonoQwen puts the document first)
+    candidate_first: bool = False
+    image_placeholder: str = QWEN_IMAGE
+    image_pad_token: str = QWEN_IMAGE_PAD
+    pre_resize: bool = True
+    min_pixels: int = 4 * 28 * 28
+    max_pixels: int = 1024 * 28 * 28
+    max_length: int = 4096
+    positions: Positions = "mrope"
+    #: peft LoRA adapter on top of ``base_model`` (MonoQwen2-VL)
+    adapter_of: str | None = None
+    padding_side: Literal["left", "right"] = "left"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A published checkpoint: its id, the recipe it follows and the facts for the model table."""
+
+    model_id: str
+    recipe: str
+    kind: Literal["embedder", "reranker"]
+    params: str
+    dim: int | None
+    license: str
+    purpose: str
+    aliases: tuple[str, ...] = field(default=())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Embedding recipes
+# ---------------------------------------------------------------------------------------------------
+_QWEN_CHAT = (
+    "<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\n{content}<|im_end|>\n"
+    "<|im_start|>assistant\n<|endoftext|>"
+)
+
+GME = EmbedRecipe(
+    name="gme",
+    family="GME",
+    backbone="qwen2_vl",
+    template=_QWEN_CHAT,
+    default_instruction="You are a helpful assistant.",
+    document_instruction="default",
+    pooling="last",
+    attention="causal",
+    positions="1d",
+    padding_side="right",
+    pre_resize=True,
+    min_pixels=256 * 28 * 28,
+    max_pixels=1280 * 28 * 28,
+    max_length=1800,
+)
+
+U_MARVEL = EmbedRecipe(
+    name="u-marvel",
+    family="U-MARVEL",
+    backbone="qwen2_vl",
+    template=(
+        "<|im_start|>system\n<instruction_start>{instruction}<instruction_end><|im_end|>\n"
+        "<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n<emb>.<|im_end|>"
+    ),
+    default_instruction="You are a helpful assistant.",
+    document_instruction="query",
+    pooling="mean",
+    pool_exclude_span=("<instruction_start>", "<instruction_end>"),
+    attention="bidirectional",
+    positions="1d",
+    padding_side="right",
+    pre_resize=True,
+    min_pixels=4 * 28 * 28,
+    max_pixels=300 * 28 * 28,
+    max_length=1800,
+    added_tokens=("<instruction_start>", "<instruction_end>", "<emb>"),
+)
+
+DSE = EmbedRecipe(
+    name="dse",
+    family="DSE",
+    backbone="qwen2_vl",
+    template=(
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{content}<|im_end|>\n"
+        "<|im_start|>assistant\n<|endoftext|>"
+    ),
+    default_instruction="",
+    document_instruction="none",
+    query_prefix="Query: ",
+    document_image_text="What is shown in this image?",
+    pooling="last",
+    attention="causal",
+    positions="mrope",
+    padding_side="left",
+    pre_resize=False,
+    min_pixels=1 * 28 * 28,
+    max_pixels=2560 * 28 * 28,
+    max_length=8192,
+    matryoshka_dims=(1536, 1024, 768, 512, 256, 128),
+)
+
+EMBED_RECIPES: dict[str, EmbedRecipe] = {r.name: r for r in (GME, U_MARVEL, DSE)}
+
+# ---------------------------------------------------------------------------------------------------
+# Reranking recipes
+# ---------------------------------------------------------------------------------------------------
+QWEN_ZERO_SHOT = RerankRecipe(
+    name="qwen-vl-yesno",
+    family="zero-shot MLLM",
+    backbone="qwen2_vl",
+    template=(
+        "<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\n"
+        "Query: {query}\nCandidate: {candidate}\n"
+        "Does the candidate match the query? Answer Yes or No.<|im_end|>\n<|im_start|>assistant\n"
+    ),
+    default_instruction="You are a helpful assistant that judges whether a candidate matches a search query.",
+    yes_token="Yes",
+    no_token="No",
+    score="softmax",
+)
+
+RERANK_RECIPES: dict[str, RerankRecipe] = {r.name: r for r in (QWEN_ZERO_SHOT,)}
+
+# ---------------------------------------------------------------------------------------------------
+# Published checkpoints
+# ---------------------------------------------------------------------------------------------------
+MODELS: tuple[ModelEntry, ...] = (
+    ModelEntry(
+        "Alibaba-NLP/gme-Qwen2-VL-2B-Instruct", "gme", "embedder", "2.2B", 1536, "apache-2.0",
+        "default; text, image, fused and page retrieval",
+    ),
+    ModelEntry(
+        "Alibaba-NLP/gme-Qwen2-VL-7B-Instruct", "gme", "embedder", "8.3B", 3584, "apache-2.0",
+        "higher quality GME; same recipe",
+    ),
+    ModelEntry(
+        "TencentBAC/U-MARVEL-Qwen2VL-7B-Instruct", "u-marvel", "embedder", "8.3B", 3584, "MIT",
+        "universal retrieval (M-BEIR), bidirectional mean pooling",
+    ),
+    ModelEntry(
+        "MrLight/dse-qwen2-2b-mrl-v1", "dse", "embedder", "2.2B", 1536, "apache-2.0",
+        "screenshot / page retrieval, Matryoshka dims",
+    ),
+    ModelEntry(
+        "Qwen/Qwen2-VL-2B-Instruct", "qwen-vl-yesno", "reranker", "2.2B", None, "apache-2.0",
+        "zero-shot Yes/No reranker",
+    ),
+    ModelEntry(
+        "Qwen/Qwen2-VL-7B-Instruct", "qwen-vl-yesno", "reranker", "8.3B", None, "apache-2.0",
+        "zero-shot Yes/No reranker",
+    ),
+)
+
+DEFAULT_EMBEDDER = "Alibaba-NLP/gme-Qwen2-VL-2B-Instruct"
+
+
+def _norm(s: str) -> str:
+    return s.strip().lower()
+
+
+def find_model(model_id: str) -> ModelEntry | None:
+    """The registry entry of a published id (case-insensitive), or ``None``."""
+    key = _norm(model_id)
+    for entry in MODELS:
+        if _norm(entry.model_id) == key or key in (_norm(a) for a in entry.aliases):
+            return entry
+    return None
+
+
+def _lookup(name: str, table: dict, kind: str):
+    key = _norm(name)
+    if key in table:
+        return table[key]
+    entry = find_model(name)
+    if entry is not None and entry.recipe in table:
+        return table[entry.recipe]
+    known = ", ".join(sorted(table))
+    ids = ", ".join(e.model_id for e in MODELS if e.recipe in table)
+    raise UnknownRecipeError(
+        f"unknown {kind} recipe or model id {name!r}. Valid recipe names: {known}. "
+        f"Known model ids: {ids}. For a local directory pass recipe=<name>."
+    )
+
+
+def get_recipe(name_or_id: str) -> EmbedRecipe:
+    """Look up an embedding recipe by recipe name (``"gme"``) or by published model id."""
+    return _lookup(name_or_id, EMBED_RECIPES, "embedding")
+
+
+def get_rerank_recipe(name_or_id: str) -> RerankRecipe:
+    """Look up a reranking recipe by recipe name or by published model id."""
+    return _lookup(name_or_id, RERANK_RECIPES, "reranking")
+
+
+def _recipe_from_dir(path: Path) -> str | None:
+    marker = path / RECIPE_FILE
+    if marker.is_file():
+        try:
+            return str(json.loads(marker.read_text())["recipe"])
+        except (ValueError, KeyError, OSError):
+            return None
+    # A local copy keeps the hub name as its folder name: ".../gme-Qwen2-VL-2B-Instruct"
+    base = _norm(path.name)
+    for entry in MODELS:
+        if _norm(entry.model_id.split("/")[-1]) == base:
+            return entry.recipe
+    return None
+
+
+def resolve_recipe_name(model_id_or_path: str | os.PathLike, recipe: str | None, kind: str) -> str:
+    """Pick the recipe name for a model: explicit argument, registry id, marker file or folder name."""
+    table = EMBED_RECIPES if kind == "embedding" else RERANK_RECIPES
+    if recipe is not None:
+        return _lookup(recipe, table, kind).name
+    path = Path(os.fspath(model_id_or_path)).expanduser()
+    if path.is_dir():
+        found = _recipe_from_dir(path)
+        if found is not None and found in table:
+            return found
+        raise UnknownRecipeError(
+            f"cannot tell which {kind} recipe the local model {os.fspath(path)!r} follows; pass "
+            f"recipe=<name> (valid: {', '.join(sorted(table))})"
+        )
+    return _lookup(os.fspath(model_id_or_path), table, kind).name
+
+
+def write_recipe_marker(path: str | os.PathLike, recipe: str, **extra: object) -> None:
+    """Record in a checkpoint directory which recipe it follows, so ``recipe=`` can be omitted."""
+    Path(path, RECIPE_FILE).write_text(json.dumps({"recipe": recipe, **extra}, indent=2))
+
+
+def list_recipes(kind: Literal["embedder", "reranker", "all"] = "all") -> list[dict[str, object]]:
+    """The model table: one row per published id with its recipe facts."""
+    rows: list[dict[str, object]] = []
+    for entry in MODELS:
+        if kind != "all" and entry.kind != kind:
+            continue
+        if entry.kind == "embedder":
+            r = EMBED_RECIPES[entry.recipe]
+            pooling = f"{r.pooling} ({r.attention})"
+            dims = ", ".join(str(d) for d in r.matryoshka_dims) if r.matryoshka_dims else str(entry.dim)
+            backbone = r.backbone
+        else:
+            rr = RERANK_RECIPES[entry.recipe]
+            pooling = f"{rr.yes_token}/{rr.no_token} {rr.score}"
+            dims = "-"
+            backbone = rr.backbone
+        rows.append(
+            {
+                "model_id": entry.model_id,
+                "kind": entry.kind,
+                "recipe": entry.recipe,
+                "backbone": backbone,
+                "params": entry.params,
+                "pooling": pooling,
+                "dims": dims,
+                "license": entry.license,
+                "purpose": entry.purpose,
+            }
+        )
+    return rows
+
+
+def recipe_fields(recipe: EmbedRecipe | RerankRecipe) -> dict[str, object]:
+    """The recipe as a plain dict (for ``umr models --json`` and debugging)."""
+    return {f.name: getattr(recipe, f.name) for f in fields(recipe)}
