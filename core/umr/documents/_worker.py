@@ -25,7 +25,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 # Test-only fault injection: a JSON object {file basename: action} with action one of
-# "hang", "exit", "segv", "sleep:SECONDS".  Read here, in the worker, and nowhere else.
+# "hang", "exit", "segv", "sleep:SECONDS" (before opening the file) or "exit_after:N" (after
+# sending N pages).  Read here, in the worker, and nowhere else.
 TEST_FAULTS_ENV = "_UMR_TEST_RENDER_FAULTS"
 
 
@@ -77,6 +78,11 @@ def _test_fault(source: str, faults: dict[str, str]) -> None:
         time.sleep(float(action.split(":", 1)[1]))
 
 
+def _exit_after(source: str, faults: dict[str, str]) -> int:
+    action = faults.get(os.path.basename(source), "")
+    return int(action.split(":", 1)[1]) if action.startswith("exit_after:") else -1
+
+
 def _serve(conn: Connection, faults: dict[str, str]) -> None:
     from .records import MEMORY, DocumentError
     from .render import open_document
@@ -98,9 +104,12 @@ def _serve(conn: Connection, faults: dict[str, str]) -> None:
             doc_sha = doc.sha256
             with doc:
                 conn.send(("start", task_id, doc.sha256, doc.page_count, doc.kind))
+                exit_after = _exit_after(source, faults)
                 for page in doc.pages():
                     conn.send(("page", task_id, page))
                     pages += 1
+                    if pages == exit_after:
+                        os._exit(3)
         except DocumentError as exc:
             conn.send(("error", task_id, exc.kind, exc.reason, exc.sha256 or doc_sha))
         except MemoryError:
