@@ -632,12 +632,17 @@ def _load_adapter_model(
             f"{source!r} (recipe {recipe.name!r}) is a LoRA adapter and loading it needs peft: "
             "pip install 'umr[peft]'  (or: pip install peft)"
         ) from exc
+    base_hint = recipe.adapter_of or "<base model id>"
+    how = (
+        f"Download the adapter and its base where the hub is reachable (`hf download {source} --local-dir "
+        f"./models/ADAPTER` and `hf download {base_hint} --local-dir ./models/BASE`), then call "
+        "from_pretrained('./models/ADAPTER', base_model='./models/BASE')"
+    )
     try:
         config = peft.PeftConfig.from_pretrained(source)
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(
-            f"cannot read the LoRA adapter config (adapter_config.json) of {source!r}: {exc}. Download the "
-            "adapter where the hub is reachable and pass its folder"
+            f"cannot read the LoRA adapter config (adapter_config.json) of {source!r}: {exc}. {how}"
         ) from exc
     if base_model is not None:
         base = _source(base_model)
@@ -649,10 +654,18 @@ def _load_adapter_model(
         if not base:
             raise ModelNotFoundError(f"the adapter {source!r} names no base model; pass base_model=")
     logger.info("loading base model %s for the LoRA adapter %s", base, source)
-    model = modeling.load_model(
-        base, recipe.name, head="lm", device=device, dtype=dtype, attn_implementation=attn_implementation,
-        trust_remote_code=trust_remote_code,
-    )
+    try:
+        model = modeling.load_model(
+            base, recipe.name, head="lm", device=device, dtype=dtype, attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code,
+        )
+    except ModelNotFoundError as exc:
+        raise ModelNotFoundError(
+            f"cannot load the base model {base!r} of the LoRA adapter {source!r}: it is "
+            "not a local folder and the hub cannot be reached (or its files are broken). Download it where "
+            f"the hub is reachable (`hf download {base} --local-dir ./models/BASE`) and pass "
+            "base_model='./models/BASE'"
+        ) from exc
     try:
         with warnings.catch_warnings(), modeling.quiet_transformers():
             warnings.simplefilter("ignore", FutureWarning)

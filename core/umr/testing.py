@@ -13,6 +13,7 @@ loads back through the same ``from_pretrained`` path a user's real checkpoint ta
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -173,44 +174,68 @@ def tiny_qwen3_vl_config(vocab_size: int, token_ids: dict[str, int], hidden: int
     )
 
 
-def _save_qwen2_vl(out: Path, tokenizer: Any, seed: int, hidden_size: int, num_layers: int) -> None:
-    import torch
-    from transformers import Qwen2VLForConditionalGeneration
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+def tiny_qwen2_5_vl_config(
+    vocab_size: int, token_ids: dict[str, int], hidden: int = 64, layers: int = 2
+) -> Any:
+    """A Qwen2.5-VL config a few layers deep (windowed vision attention, one full-attention block)."""
+    from transformers import Qwen2_5_VLConfig
 
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    config = tiny_qwen2_vl_config(len(tokenizer), ids, hidden=hidden_size, layers=num_layers)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Qwen2VLForConditionalGeneration(config)
-    model.eval()
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    Qwen2VLImageProcessorPil(min_pixels=4 * 28 * 28, max_pixels=16384 * 28 * 28).save_pretrained(out)
+    text = tiny_qwen2_vl_config(vocab_size, token_ids, hidden=hidden, layers=layers).text_config.to_dict()
+    return Qwen2_5_VLConfig(
+        text_config={k: v for k, v in text.items() if k not in ("model_type", "architectures")},
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "in_channels": 3,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": 56,
+            "out_hidden_size": hidden,
+            "fullatt_block_indexes": [1],
+        },
+        image_token_id=token_ids["<|image_pad|>"],
+        video_token_id=token_ids["<|video_pad|>"],
+        vision_start_token_id=token_ids["<|vision_start|>"],
+        vision_end_token_id=token_ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
 
 
-def _save_qwen3_vl(out: Path, tokenizer: Any, seed: int, hidden_size: int, num_layers: int) -> None:
-    import torch
-    from transformers import Qwen3VLForConditionalGeneration
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    config = tiny_qwen3_vl_config(len(tokenizer), ids, hidden=hidden_size, layers=num_layers)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Qwen3VLForConditionalGeneration(config)
-    model.eval()
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+_QWEN2_IMAGE_PROCESSOR = {"min_pixels": 4 * 28 * 28, "max_pixels": 16384 * 28 * 28}
+#: backbone (a recipe's ``backbone``) -> (config builder, model class name, image processor settings)
+TINY_ARCHITECTURES: dict[str, tuple[Any, str, dict[str, Any]]] = {
+    "qwen2_vl": (tiny_qwen2_vl_config, "Qwen2VLForConditionalGeneration", _QWEN2_IMAGE_PROCESSOR),
+    "qwen2_5_vl": (tiny_qwen2_5_vl_config, "Qwen2_5_VLForConditionalGeneration", _QWEN2_IMAGE_PROCESSOR),
     # Qwen3-VL: 16-pixel patches (factor 32) and mean/std 0.5, as in its preprocessor_config.json
-    Qwen2VLImageProcessorPil(
-        patch_size=16, merge_size=2, temporal_patch_size=2, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
-        min_pixels=4 * 32 * 32, max_pixels=16384 * 32 * 32,
-    ).save_pretrained(out)
+    "qwen3_vl": (
+        tiny_qwen3_vl_config,
+        "Qwen3VLForConditionalGeneration",
+        {
+            "patch_size": 16, "merge_size": 2, "temporal_patch_size": 2, "image_mean": [0.5, 0.5, 0.5],
+            "image_std": [0.5, 0.5, 0.5], "min_pixels": 4 * 32 * 32, "max_pixels": 16384 * 32 * 32,
+        },
+    ),
+}
 
 
-#: backbone (recipe ``backbone``) -> function writing a tiny checkpoint of that architecture
-TINY_BUILDERS = {"qwen2_vl": _save_qwen2_vl, "qwen3_vl": _save_qwen3_vl}
+def _save_tiny(out: Path, backbone: str, tokenizer: Any, seed: int, hidden_size: int, num_layers: int) -> None:
+    import torch
+    import transformers
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    make_config, class_name, image_settings = TINY_ARCHITECTURES[backbone]
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    config = make_config(len(tokenizer), ids, hidden=hidden_size, layers=num_layers)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = getattr(transformers, class_name)(config)
+    model.eval()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    Qwen2VLImageProcessorPil(**image_settings).save_pretrained(out)
 
 
 def _save_tiny_lora(adapter_dir: Path, base_dir: Path, seed: int, rank: int = 4) -> None:
@@ -231,7 +256,8 @@ def _save_tiny_lora(adapter_dir: Path, base_dir: Path, seed: int, rank: int = 4)
         target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)",
         init_lora_weights=False,  # random A and B, so the adapter really changes the scores
     )
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # a transformers deprecation inside peft
         torch.manual_seed(seed + 1000)
         peft_model = get_peft_model(base, config)
     peft_model.save_pretrained(adapter_dir)
@@ -245,27 +271,30 @@ def build_tiny_model(
     hidden_size: int = 64,
     num_layers: int = 2,
     vocab_size: int = 512,
+    backbone: str | None = None,
 ) -> Path:
     """Write a tiny random-weight checkpoint (model, tokenizer, image processor) to ``path``.
 
     ``recipe`` is any embedding or reranking recipe name; the architecture follows the recipe's
-    ``backbone`` (Qwen2-VL or Qwen3-VL). The name is recorded in ``umr.json`` so
+    ``backbone`` (Qwen2-VL or Qwen3-VL) unless ``backbone`` names another one of ``TINY_ARCHITECTURES``
+    (the zero-shot reranker recipe also runs on ``"qwen2_5_vl"``). The name is recorded in ``umr.json`` so
     ``Embedder.from_pretrained(path)`` / ``Reranker.from_pretrained(path)`` find it. For a recipe whose
     checkpoints are LoRA adapters (``adapter_of``, MonoQwen2-VL), a tiny base model goes to ``path/base``
     and a random peft LoRA adapter on it to ``path`` (needs peft). Deterministic for a given ``seed``.
     Returns the path.
     """
     if recipe in EMBED_RECIPES:
-        backbone, adapter = EMBED_RECIPES[recipe].backbone, False
+        native, adapter = EMBED_RECIPES[recipe].backbone, False
     elif recipe in RERANK_RECIPES:
-        backbone, adapter = RERANK_RECIPES[recipe].backbone, RERANK_RECIPES[recipe].adapter_of is not None
+        native, adapter = RERANK_RECIPES[recipe].backbone, RERANK_RECIPES[recipe].adapter_of is not None
     else:
         valid = sorted({*EMBED_RECIPES, *RERANK_RECIPES})
         raise ValueError(f"unknown recipe {recipe!r}; valid: {', '.join(valid)}")
-    if backbone not in TINY_BUILDERS:
+    backbone = backbone or native
+    if backbone not in TINY_ARCHITECTURES:
         raise ValueError(
-            f"recipe {recipe!r} uses backbone {backbone!r}, which has no tiny builder; "
-            f"available: {', '.join(sorted(TINY_BUILDERS))}"
+            f"no tiny model for backbone {backbone!r} (recipe {recipe!r}); "
+            f"available: {', '.join(sorted(TINY_ARCHITECTURES))}"
         )
     from umr.modeling import quiet_transformers
 
@@ -276,10 +305,10 @@ def build_tiny_model(
         if adapter:
             base_dir = out / "base"
             base_dir.mkdir(exist_ok=True)
-            TINY_BUILDERS[backbone](base_dir, tokenizer, seed, hidden_size, num_layers)
+            _save_tiny(base_dir, backbone, tokenizer, seed, hidden_size, num_layers)
             # like the published adapter repository: adapter files only; tokenizer and processor from the base
             _save_tiny_lora(out, base_dir, seed)
         else:
-            TINY_BUILDERS[backbone](out, tokenizer, seed, hidden_size, num_layers)
+            _save_tiny(out, backbone, tokenizer, seed, hidden_size, num_layers)
     write_recipe_marker(out, recipe, tiny=True, seed=seed)
     return out
