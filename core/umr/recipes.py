@@ -111,7 +111,7 @@ class RerankRecipe:
     image_placeholder: str = QWEN_IMAGE
     image_pad_token: str = QWEN_IMAGE_PAD
     #: first resize like qwen-vl-utils ``fetch_image`` before the image processor resizes again
-    pre_resize: bool = True
+    pre_resize: bool = False
     min_pixels: int = 4 * 28 * 28
     max_pixels: int = 1024 * 28 * 28
     #: longest prompt (query + candidate, visual tokens included); longer candidate text is cut to fit
@@ -232,7 +232,7 @@ QWEN_ZERO_SHOT = RerankRecipe(
     yes_token="Yes",
     no_token="No",
     score="softmax",
-    pre_resize=True,
+    pre_resize=False,  # one resize, as the Qwen2-VL processor does on its own
     min_pixels=4 * 28 * 28,
     max_pixels=1024 * 28 * 28,
     max_length=4096,
