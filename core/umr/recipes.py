@@ -196,7 +196,8 @@ GME = EmbedRecipe(
 # follows); the query text is format_string("<instruction_start>{I}<instruction_end> {text}"), candidates
 # format_string(text) with no instruction; bidirectional attention, 1-D positions (the reference calls
 # the inner language model with position_ids=None), mean over every non-pad token except the instruction
-# span (markers included); images through its patched qwen-vl-utils with 4·28²–300·28² pixels.
+# span (markers included); images through its patched qwen-vl-utils with 4·28²–300·28² pixels, which
+# the processor then leaves as they are; candidates are truncated at 1024 tokens.
 U_MARVEL = EmbedRecipe(
     name="u-marvel",
     family="U-MARVEL",
@@ -227,7 +228,9 @@ U_MARVEL = EmbedRecipe(
 
 # DSE (MrLight/dse-qwen2-2b-mrl-v1 model card): chat template + "<|endoftext|>", left padding, last
 # token, standard M-RoPE forward; text goes with a dummy image (28x28 asked to resize to 1x1, which
-# qwen-vl-utils' smart_resize turns into 56x56); truncate to the first d dims, then normalise.
+# qwen-vl-utils' smart_resize turns into 56x56); truncate to the first d dims, then normalise. The card
+# has no fused document: umr gives it the image and "Document: " + text. The trained Matryoshka dims
+# are not listed on the card ("e.g. 512"); the list below is the usual MRL ladder.
 DSE = EmbedRecipe(
     name="dse",
     family="DSE",

@@ -1,13 +1,15 @@
 """Tiny offline models of the real architectures, for tests, demos and benchmarks.
 
-Nothing here touches a model hub. ``build_tiny_model(path)`` trains a small byte-level BPE tokenizer on
-a built-in corpus, writes a Qwen2-VL image processor config, creates a Qwen2-VL model a few layers deep
-with random weights (deterministic for a seed) and saves everything with ``save_pretrained``, so that it
-loads back through the same ``from_pretrained`` path a user's real checkpoint takes::
+Nothing here touches a model hub. ``build_tiny_model(path, recipe=...)`` trains a small byte-level BPE
+tokenizer on a built-in corpus, writes a Qwen-VL image processor config, creates the recipe's backbone
+(Qwen2-VL, Qwen2.5-VL or Qwen3-VL) a few layers deep with random weights (deterministic for a seed) and
+saves everything with ``save_pretrained``, so that it loads back through the same ``from_pretrained``
+path a user's real checkpoint takes::
 
     from umr.testing import build_tiny_model
     path = build_tiny_model("/tmp/tiny-gme")                # recipe "gme" recorded in umr.json
     emb = umr.Embedder.from_pretrained(path)                   # no recipe= needed
+    build_tiny_model("/tmp/tiny-q3", recipe="qwen3-vl-embedding")   # a Qwen3-VL backbone
 """
 
 from __future__ import annotations
