@@ -290,7 +290,10 @@ def build_tiny_model(
         torch.manual_seed(seed)
         model = getattr(transformers, model_cls)(config)
     model.eval()
-    model.save_pretrained(out)
+    from umr.modeling import quiet_transformers
+
+    with quiet_transformers():
+        model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     processor_kwargs: dict[str, Any] = {"patch_size": patch, "merge_size": 2, "temporal_patch_size": 2}
     if arch == "qwen3_vl":
