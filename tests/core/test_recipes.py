@@ -135,7 +135,7 @@ def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def embedders(tiny_dirs: dict[str, Path]) -> dict[str, umr.Embedder]:
     import transformers.dynamic_module_utils as dmu
 
-    saved = dmu.HF_MODULES_CACHE
+    saved, saved_path = dmu.HF_MODULES_CACHE, list(sys.path)
     dmu.HF_MODULES_CACHE = str(tiny_dirs["mm-embed"].parent / "hf_modules")
     try:
         # GME's 256·28² pixel floor would blow every test image up to 256 visual tokens: keep CPU time
@@ -148,6 +148,7 @@ def embedders(tiny_dirs: dict[str, Path]) -> dict[str, umr.Embedder]:
         }
     finally:
         dmu.HF_MODULES_CACHE = saved
+        sys.path[:] = saved_path
 
 
 def _image(w: int, h: int, seed: int) -> Image.Image:
