@@ -202,11 +202,17 @@ def test_zero_shot_on_qwen2_5_vl_matches_full_logits_reference(tmp_path_factory)
 def test_qwen3_reranker_matches_full_logits_reference(qwen3_dir):
     rr = Reranker.from_pretrained(qwen3_dir, device="cpu")
     assert rr.recipe.name == "qwen3-vl-reranker" and type(rr.model).__name__ == "Qwen3VLForConditionalGeneration"
-    # untied lm_head: the answer rows must come from the head, not from the input embeddings
-    emb = rr.model.get_input_embeddings().weight
-    assert not torch.equal(rr.model.lm_head.weight, emb)
-    ref = _load_reference(qwen3_dir, "qwen3-vl-reranker")
-    _check_against_reference(rr, ref, QWEN3_PROMPT, "qwen3")
+    # Untie the lm_head (as in Qwen3-VL-8B): the answer rows must come from the head, not the input embeddings.
+    model = rr.model
+    emb = model.get_input_embeddings().weight
+    model.lm_head.weight = torch.nn.Parameter(emb.detach().clone() + 0.05 * torch.randn_like(emb))
+    assert model.lm_head.weight.data_ptr() != emb.data_ptr()
+    untied = Reranker(
+        model, rr.processor.tokenizer, rr.processor.image_processor, rr.recipe,
+        model_id="tiny-qwen3", device=torch.device("cpu"), dtype=torch.float32,
+    )
+    ref = _load_reference(qwen3_dir, "qwen3-vl-reranker", model=model)
+    _check_against_reference(untied, ref, QWEN3_PROMPT, "qwen3")
 
 
 def test_monoqwen_adapter_matches_unmerged_peft_reference(monoqwen_dir):
