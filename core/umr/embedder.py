@@ -120,7 +120,12 @@ class Embedder:
         config = modeling.load_config(model_id_or_path, name, trust_remote_code=trust_remote_code)
         source = _source(model_id_or_path)
         model = modeling.load_model(
-            model_id_or_path, name, head="base", device=dev, dtype=dt, attn_implementation=attn,
+            model_id_or_path,
+            name,
+            head="base",
+            device=dev,
+            dtype=dt,
+            attn_implementation=attn,
             trust_remote_code=trust_remote_code,
         )
         tokenizer = modeling.load_tokenizer(source, name, rec.added_tokens)
@@ -131,10 +136,20 @@ class Embedder:
         )
         logger.info("loaded %s (recipe %s) on %s as %s with %s attention", source, name, dev, dt, attn)
         return cls(
-            model, tokenizer, image_processor, rec,
-            model_id=os.fspath(model_id_or_path), device=dev, dtype=dt, dim=dim,
-            query_instruction=query_instruction, max_batch_tokens=max_batch_tokens, batch_size=batch_size,
-            min_pixels=min_pixels, max_pixels=max_pixels, show_progress=show_progress,
+            model,
+            tokenizer,
+            image_processor,
+            rec,
+            model_id=os.fspath(model_id_or_path),
+            device=dev,
+            dtype=dt,
+            dim=dim,
+            query_instruction=query_instruction,
+            max_batch_tokens=max_batch_tokens,
+            batch_size=batch_size,
+            min_pixels=min_pixels,
+            max_pixels=max_pixels,
+            show_progress=show_progress,
             fingerprint_seed=config.to_json_string(use_diff=False),
         )
 
@@ -155,8 +170,14 @@ class Embedder:
         Content-derived (a local copy moved elsewhere keeps its fingerprint), used in store ids.
         """
         h = hashlib.sha256()
-        for part in (self._fingerprint_seed, self.recipe.name, str(self.min_pixels), str(self.max_pixels),
-                     str(self.dim), os.path.basename(self.model_id.rstrip("/\\"))):
+        for part in (
+            self._fingerprint_seed,
+            self.recipe.name,
+            str(self.min_pixels),
+            str(self.max_pixels),
+            str(self.dim),
+            os.path.basename(self.model_id.rstrip("/\\")),
+        ):
             h.update(part.encode("utf-8", "surrogateescape"))
             h.update(b"\x00")
         return h.hexdigest()[:16]
@@ -204,7 +225,9 @@ class Embedder:
             image_first=r.image_first,
             image_only_text=r.document_image_text if side == "document" else None,
         )
-        return fill(r.template_for(side), instruction=self.instruction_for(mi, side, instruction), content=content)
+        return fill(
+            r.template_for(side), instruction=self.instruction_for(mi, side, instruction), content=content
+        )
 
     # -- embedding --------------------------------------------------------------------------------------
     def embed_queries(
@@ -245,7 +268,8 @@ class Embedder:
             empty = np.zeros((0, self.dim), dtype=np.float32)
             return empty if convert_to == "numpy" else torch.from_numpy(empty)
         prepared = [
-            self.processor.prepare(i, it, self.build_prompt(it, side, instruction)) for i, it in enumerate(items)
+            self.processor.prepare(i, it, self.build_prompt(it, side, instruction))
+            for i, it in enumerate(items)
         ]
         vectors = self._run(prepared, batch_size, max_batch_tokens, show_progress)
         out = vectors[0] if single else vectors
@@ -291,7 +315,10 @@ class Embedder:
         if "pixel_values" in batch:
             batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
         hidden = modeling.forward_hidden(
-            self.model, batch, positions=self.recipe.positions, attention=self.recipe.attention,
+            self.model,
+            batch,
+            positions=self.recipe.positions,
+            attention=self.recipe.attention,
             image_token_id=self.processor.image_pad_id,
         )
         pooled = pooling.pool(

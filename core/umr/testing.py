@@ -82,7 +82,9 @@ def _train_tokenizer(vocab_size: int) -> Any:
     return fast
 
 
-def tiny_qwen2_vl_config(vocab_size: int, token_ids: dict[str, int], hidden: int = 64, layers: int = 2) -> Any:
+def tiny_qwen2_vl_config(
+    vocab_size: int, token_ids: dict[str, int], hidden: int = 64, layers: int = 2
+) -> Any:
     """A Qwen2-VL config a few layers deep (real architecture, toy sizes)."""
     from transformers import Qwen2VLConfig
 

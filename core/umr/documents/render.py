@@ -51,6 +51,8 @@ RENDER_VERSION = "1"
 
 MIN_PIXELS_BUDGET = 1024
 
+_MEMORY_HINT = "downscale or check the file, or raise the worker memory_limit"
+
 _IMAGE_FORMATS = {"PNG", "JPEG", "GIF", "WEBP", "TIFF", "BMP"}
 
 
@@ -266,7 +268,7 @@ class _PdfDocument(OpenedDocument):
                 with open(source, "rb") as fh:
                     doc = pymupdf.open(stream=fh.read(), filetype="pdf")
         except MemoryError:
-            raise DocumentError(MEMORY, "ran out of memory while opening the PDF: check the file") from None
+            raise DocumentError(MEMORY, f"ran out of memory while opening the PDF: {_MEMORY_HINT}") from None
         except Exception as exc:
             raise DocumentError(
                 CORRUPT,
@@ -442,7 +444,9 @@ class _ImageDocument(OpenedDocument):
                 TOO_LARGE, f"image too large ({exc}); decompression-bomb guard: downscale it first"
             ) from None
         except MemoryError:
-            raise DocumentError(MEMORY, "ran out of memory while opening the image: check the file") from None
+            raise DocumentError(
+                MEMORY, f"ran out of memory while opening the image: {_MEMORY_HINT}"
+            ) from None
         except Exception as exc:
             raise DocumentError(
                 CORRUPT, f"corrupt or unreadable {fmt} image ({_mupdf_message(exc)}): re-export it"
@@ -492,7 +496,7 @@ class _ImageDocument(OpenedDocument):
         except DocumentError:
             raise
         except MemoryError:
-            raise DocumentError(MEMORY, f"ran out of memory decoding the {what}: check the file") from None
+            raise DocumentError(MEMORY, f"ran out of memory decoding the {what}: {_MEMORY_HINT}") from None
         except Image.DecompressionBombError as exc:
             raise DocumentError(TOO_LARGE, f"{what} too large ({exc}): downscale it first") from None
         except (OSError, ValueError, SyntaxError, EOFError) as exc:

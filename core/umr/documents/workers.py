@@ -105,15 +105,6 @@ class _Worker:
         self._close()
         return code
 
-    def stop(self) -> None:
-        try:
-            self.conn.send(None)
-            self.proc.wait(timeout=2)
-        except (OSError, ValueError, subprocess.TimeoutExpired):
-            self.kill()
-            return
-        self._close()
-
     def _close(self) -> None:
         try:
             self.conn.close()
@@ -317,11 +308,24 @@ class _Pool:
         return FileError(task.source, reason, TIMEOUT, task.sha256)
 
     def close(self) -> None:
+        """Stop idle workers politely, kill busy ones; never wait long."""
         for w in self.workers:
             if w.task is None and w.ready:
-                w.stop()
+                try:
+                    w.conn.send(None)
+                except OSError:
+                    pass
             else:
                 w.kill()
+        deadline = time.monotonic() + 1.0
+        for w in self.workers:
+            if w.proc.returncode is None:
+                try:
+                    w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    w.kill()
+                    continue
+            w._close()
         self.workers.clear()
 
 
