@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hostile_corpus import build_hostile_corpus, make_pdf, make_png
 
-from umr.documents import FileDone, FileError, Page, render_files, walk
+from umr.documents import FileDone, FileError, Page, RenderPool, render_files, walk
 from umr.documents._worker import TEST_FAULTS_ENV
 
 BUDGET = 200_000
@@ -165,3 +165,18 @@ def test_invalid_arguments_fail_fast() -> None:
         render_files([], max_pixels=10)
     with pytest.raises(ValueError):
         render_files([], workers=0)
+
+
+def test_render_pool_reuses_workers_across_runs(tmp_path: Path) -> None:
+    make_pdf(tmp_path / "a.pdf", pages=5)
+    make_png(tmp_path / "b.png")
+    with RenderPool(workers=1) as pool:
+        first = list(pool.render([tmp_path / "a.pdf"], max_pixels=BUDGET))
+        workers = _children()
+        assert isinstance(first[-1], FileDone) and len(workers) == 1
+        abandoned = pool.render([tmp_path / "a.pdf"], max_pixels=BUDGET)
+        next(abandoned)
+        abandoned.close()  # the busy worker is killed: its output would be stale
+        second = list(pool.render([tmp_path / "b.png"], max_pixels=BUDGET))
+        assert isinstance(second[-1], FileDone) and second[-1].pages == 1
+    assert not _children()

@@ -272,7 +272,7 @@ class _PdfDocument(OpenedDocument):
         except Exception as exc:
             raise DocumentError(
                 CORRUPT,
-                f"corrupt or unreadable PDF ({_mupdf_message(exc)}): repair it "
+                f"corrupt or unreadable PDF ({_mupdf_message(exc, source)}): repair it "
                 "(qpdf in.pdf out.pdf, or mutool clean in.pdf out.pdf) and index it again",
             ) from None
         self._doc = doc
@@ -379,9 +379,13 @@ class _PdfDocument(OpenedDocument):
         )
 
 
-def _mupdf_message(exc: BaseException) -> str:
+def _mupdf_message(exc: BaseException, source: str = "") -> str:
+    """First line of an exception message, without the file's path, printable."""
     msg = str(exc).strip().splitlines()
     text = msg[0] if msg else type(exc).__name__
+    if source:
+        text = text.replace(f" '{source}'", "").replace(source, "<file>")
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text[:200]
 
 
@@ -501,7 +505,8 @@ class _ImageDocument(OpenedDocument):
             raise DocumentError(TOO_LARGE, f"{what} too large ({exc}): downscale it first") from None
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise DocumentError(
-                CORRUPT, f"corrupt or truncated {what} ({_mupdf_message(exc)}): re-export or re-download it"
+                CORRUPT,
+                f"corrupt or truncated {what} ({_mupdf_message(exc, self.source)}): re-export or re-download it",
             ) from None
         except Exception as exc:  # pragma: no cover - decoder bugs
             raise DocumentError(INTERNAL, f"cannot decode the {what} ({type(exc).__name__}: {exc})") from None

@@ -29,9 +29,9 @@ from umr.documents import (
     FileDone,
     FileError,
     Page,
+    RenderPool,
     downscale,
     load_image,
-    render_files,
     safe_display,
     source_key,
     walk,
@@ -170,6 +170,7 @@ class ChromaStore:
         self.collection = self._open_collection(collection)
         self.max_batch = max(1, int(self.client.get_max_batch_size()))
         self._existing: dict[str, set[str]] = {}
+        self._pool: RenderPool | None = None
 
     # ------------------------------------------------------------------ setup
     def _open_collection(self, name: str) -> Any:
@@ -252,13 +253,9 @@ class ChromaStore:
             paths = [paths]
         # Absolute paths: the stored ``source`` must not depend on the working directory.
         absolute = [os.path.abspath(os.fsdecode(os.fspath(p))) for p in paths]
-        records = render_files(
-            walk(absolute),
+        records = self._render_pool().render(
+            self._outside_store(walk(absolute)),
             max_pixels=self.max_pixels,
-            timeout=self.timeout,
-            file_timeout=self.file_timeout,
-            workers=self.workers,
-            memory_limit=self.memory_limit,
             max_image_pixels=self.max_image_pixels,
             skip=lambda source, sha: self._skip_file(source, sha, report),
         )
@@ -298,6 +295,37 @@ class ChromaStore:
         report.seconds = time.monotonic() - start
         logger.info("%s", report.summary().splitlines()[0])
         return report
+
+    def _render_pool(self) -> RenderPool:
+        if self._pool is None:
+            self._pool = RenderPool(
+                self.workers,
+                timeout=self.timeout,
+                file_timeout=self.file_timeout,
+                memory_limit=self.memory_limit,
+            )
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the render workers (they otherwise idle between ``add_files`` calls)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def __enter__(self) -> ChromaStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _outside_store(self, items: Iterable[str | FileError]) -> Iterator[str | FileError]:
+        """Leave out the store's own files (database, page images) when a walk reaches them."""
+        own = [os.path.abspath(p) for p in (self.path, self.image_dir) if p is not None]
+        for item in items:
+            path = item.source if isinstance(item, FileError) else item
+            if any(path == root or path.startswith(root + os.sep) for root in own):
+                continue
+            yield item
 
     def _skip_file(self, source: str, sha: str, report: IndexReport) -> bool:
         """True when every page of this file version is stored already (then it is not rendered)."""
