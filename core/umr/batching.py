@@ -109,9 +109,7 @@ def run_planned(
                 raise
             torch.cuda.empty_cache()
             budget = max(1, budget // 2)
-            logger.warning(
-                "out of memory on a batch of %d; halving the token budget to %d", len(indices), budget
-            )
+            logger.warning("out of memory on a batch of %d; halving the token budget to %d", len(indices), budget)
             half = len(indices) // 2
             run(indices[:half], None)
             run(indices[half:], None)

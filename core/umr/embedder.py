@@ -120,12 +120,7 @@ class Embedder:
         config = modeling.load_config(model_id_or_path, name, trust_remote_code=trust_remote_code)
         source = _source(model_id_or_path)
         model = modeling.load_model(
-            model_id_or_path,
-            name,
-            head="base",
-            device=dev,
-            dtype=dt,
-            attn_implementation=attn,
+            model_id_or_path, name, head="base", device=dev, dtype=dt, attn_implementation=attn,
             trust_remote_code=trust_remote_code,
         )
         tokenizer = modeling.load_tokenizer(source, name, rec.added_tokens)
@@ -136,21 +131,11 @@ class Embedder:
         )
         logger.info("loaded %s (recipe %s) on %s as %s with %s attention", source, name, dev, dt, attn)
         return cls(
-            model,
-            tokenizer,
-            image_processor,
-            rec,
-            model_id=os.fspath(model_id_or_path),
-            device=dev,
-            dtype=dt,
-            dim=dim,
-            query_instruction=query_instruction,
-            max_batch_tokens=max_batch_tokens,
-            batch_size=batch_size,
-            min_pixels=min_pixels,
-            max_pixels=max_pixels,
-            show_progress=show_progress,
-            fingerprint_seed=config.to_json_string(use_diff=False),
+            model, tokenizer, image_processor, rec,
+            model_id=_source_id(model_id_or_path), device=dev, dtype=dt, dim=dim,
+            query_instruction=query_instruction, max_batch_tokens=max_batch_tokens, batch_size=batch_size,
+            min_pixels=min_pixels, max_pixels=max_pixels, show_progress=show_progress,
+            fingerprint_seed=_weights_identity(model_id_or_path, config),
         )
 
     # -- properties -------------------------------------------------------------------------------------
@@ -170,14 +155,8 @@ class Embedder:
         Content-derived (a local copy moved elsewhere keeps its fingerprint), used in store ids.
         """
         h = hashlib.sha256()
-        for part in (
-            self._fingerprint_seed,
-            self.recipe.name,
-            str(self.min_pixels),
-            str(self.max_pixels),
-            str(self.dim),
-            os.path.basename(self.model_id.rstrip("/\\")),
-        ):
+        for part in (self._fingerprint_seed, self.recipe.name, str(self.min_pixels), str(self.max_pixels),
+                     str(self.dim)):
             h.update(part.encode("utf-8", "surrogateescape"))
             h.update(b"\x00")
         return h.hexdigest()[:16]
@@ -225,9 +204,7 @@ class Embedder:
             image_first=r.image_first,
             image_only_text=r.document_image_text if side == "document" else None,
         )
-        return fill(
-            r.template_for(side), instruction=self.instruction_for(mi, side, instruction), content=content
-        )
+        return fill(r.template_for(side), instruction=self.instruction_for(mi, side, instruction), content=content)
 
     # -- embedding --------------------------------------------------------------------------------------
     def embed_queries(
@@ -268,8 +245,7 @@ class Embedder:
             empty = np.zeros((0, self.dim), dtype=np.float32)
             return empty if convert_to == "numpy" else torch.from_numpy(empty)
         prepared = [
-            self.processor.prepare(i, it, self.build_prompt(it, side, instruction))
-            for i, it in enumerate(items)
+            self.processor.prepare(i, it, self.build_prompt(it, side, instruction)) for i, it in enumerate(items)
         ]
         vectors = self._run(prepared, batch_size, max_batch_tokens, show_progress)
         out = vectors[0] if single else vectors
@@ -315,10 +291,7 @@ class Embedder:
         if "pixel_values" in batch:
             batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
         hidden = modeling.forward_hidden(
-            self.model,
-            batch,
-            positions=self.recipe.positions,
-            attention=self.recipe.attention,
+            self.model, batch, positions=self.recipe.positions, attention=self.recipe.attention,
             image_token_id=self.processor.image_pad_id,
         )
         pooled = pooling.pool(
@@ -334,6 +307,35 @@ def _hidden_size(model: Any) -> int:
     config = model.config
     text = getattr(config, "text_config", None) or config
     return int(text.hidden_size)
+
+
+def _weights_identity(model_id_or_path: str | os.PathLike, config: Any) -> str:
+    """Cheap content identity of a checkpoint: hub id + revision, or sampled bytes of local weights.
+
+    Sampling 16 x 64 KiB per weight file tells a fine-tuned copy from its base without reading gigabytes.
+    """
+    path = Path(os.fspath(model_id_or_path)).expanduser()
+    if not path.is_dir():
+        return f"{os.fspath(model_id_or_path)}@{getattr(config, '_commit_hash', None) or 'main'}"
+    h = hashlib.sha256()
+    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt") and p.is_file())
+    for f in files:
+        size = f.stat().st_size
+        h.update(f"{f.name}:{size}".encode())
+        with f.open("rb") as fh:
+            for k in range(16):
+                fh.seek(size * k // 16)
+                h.update(fh.read(65536))
+    cfg = path / "config.json"
+    if cfg.is_file():
+        h.update(cfg.read_bytes())
+    return h.hexdigest()
+
+
+def _source_id(model_id_or_path: str | os.PathLike) -> str:
+    """The hub id as given, or the absolute path of a local folder (valid from any directory)."""
+    path = Path(os.fspath(model_id_or_path)).expanduser()
+    return str(path.resolve()) if path.is_dir() else os.fspath(model_id_or_path)
 
 
 def _source(model_id_or_path: str | os.PathLike) -> str:

@@ -104,9 +104,7 @@ def _offline_hint(model_id: str, recipe: str) -> str:
     )
 
 
-def load_config(
-    model_id_or_path: str | os.PathLike, recipe_name: str, trust_remote_code: bool = False
-) -> Any:
+def load_config(model_id_or_path: str | os.PathLike, recipe_name: str, trust_remote_code: bool = False) -> Any:
     """Load the config, turning every 'cannot find it' into one clear ``ModelNotFoundError``."""
     from transformers import AutoConfig
 
@@ -232,9 +230,7 @@ def forward_hidden(
         dummy = torch.empty((bsz, length, 1), dtype=base.dtype, device=input_ids.device)
         lm_config = base.language_model.config
         full = create_bidirectional_mask(
-            config=lm_config,
-            inputs_embeds=dummy,
-            attention_mask=attention_mask,
+            config=lm_config, inputs_embeds=dummy, attention_mask=attention_mask,
             allow_is_bidirectional_skip=False,
         )
         mask = {"full_attention": full, "sliding_attention": full}

@@ -82,9 +82,7 @@ def _train_tokenizer(vocab_size: int) -> Any:
     return fast
 
 
-def tiny_qwen2_vl_config(
-    vocab_size: int, token_ids: dict[str, int], hidden: int = 64, layers: int = 2
-) -> Any:
+def tiny_qwen2_vl_config(vocab_size: int, token_ids: dict[str, int], hidden: int = 64, layers: int = 2) -> Any:
     """A Qwen2-VL config a few layers deep (real architecture, toy sizes)."""
     from transformers import Qwen2VLConfig
 
@@ -159,7 +157,10 @@ def build_tiny_model(
         torch.manual_seed(seed)
         model = Qwen2VLForConditionalGeneration(config)
     model.eval()
-    model.save_pretrained(out)
+    from umr.modeling import quiet_transformers
+
+    with quiet_transformers():
+        model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     Qwen2VLImageProcessorPil(min_pixels=4 * 28 * 28, max_pixels=16384 * 28 * 28).save_pretrained(out)
     write_recipe_marker(out, recipe, tiny=True, seed=seed)
