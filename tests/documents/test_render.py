@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pymupdf
 import pytest
-from hostile_corpus import (
+from PIL import Image
+
+from tests.hostile_corpus import (
     make_bomb_png,
     make_encrypted_pdf,
     make_giant_page_pdf,
     make_pdf,
     make_zero_page_pdf,
 )
-from PIL import Image
-
 from umr.documents import DocumentError, fit_size, iter_pages, load_image, sniff
 from umr.documents.render import MAX_ASPECT
 

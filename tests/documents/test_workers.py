@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-from hostile_corpus import build_hostile_corpus, make_pdf, make_png
 
+from tests.hostile_corpus import build_hostile_corpus, make_pdf, make_png
 from umr.documents import FileDone, FileError, Page, RenderPool, render_files, walk
 from umr.documents._worker import TEST_FAULTS_ENV
 

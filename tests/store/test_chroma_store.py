@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BUDGET
-from hostile_corpus import build_hostile_corpus, make_pdf, make_png
 from PIL import Image
 
+from tests.hostile_corpus import build_hostile_corpus, make_pdf, make_png
+from tests.store.conftest import BUDGET
 from umr.documents import source_key
 from umr.documents._worker import TEST_FAULTS_ENV
 from umr.store import ChromaStore, HashEmbedder, IndexReport

@@ -174,7 +174,12 @@ class ChromaStore:
 
     # ------------------------------------------------------------------ setup
     def _open_collection(self, name: str) -> Any:
-        meta = {"umr_model_id": self.model_id, "umr_dim": self.dim, "umr_fingerprint": self.fingerprint}
+        meta = {
+            "umr_model_id": self.model_id,
+            "umr_dim": self.dim,
+            "umr_fingerprint": self.fingerprint,
+            "umr_max_pixels": self.max_pixels,
+        }
         for attempt in range(5):
             try:
                 col = self.client.get_or_create_collection(
