@@ -219,3 +219,19 @@ def test_embedder_shape_is_checked(tmp_path: Path) -> None:
     store = ChromaStore(Broken(dim=16, max_pixels=BUDGET), tmp_path / "db")
     with pytest.raises(ValueError, match="shape"):
         store.add_texts(["a", "b"])
+
+
+def test_second_writer_on_an_embedded_db_waits_for_the_first(tmp_path: Path, store: ChromaStore) -> None:
+    import fcntl
+    import threading
+
+    with open(tmp_path / "db" / ".umr-writer.lock", "a+b") as other_writer:
+        fcntl.flock(other_writer, fcntl.LOCK_EX)
+        done = threading.Event()
+        thread = threading.Thread(target=lambda: (store.add_texts(["waiting"]), done.set()))
+        thread.start()
+        assert not done.wait(0.5)  # blocked behind the other writer
+        fcntl.flock(other_writer, fcntl.LOCK_UN)
+        assert done.wait(30)
+        thread.join()
+    assert store.count() == 1

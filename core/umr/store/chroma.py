@@ -9,6 +9,8 @@ page of each good file ends up stored exactly once.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -16,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -51,6 +53,20 @@ RESERVED_KEYS = frozenset(
 )
 
 _GET_CHUNK = 1000
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _exclusive(method: F) -> F:
+    """Hold the embedded database's writer lock while ``method`` runs (see ``_writer_lock``)."""
+
+    @functools.wraps(method)
+    def wrapper(self: ChromaStore, *args: Any, **kwargs: Any) -> Any:
+        with self._writer_lock():
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _chromadb() -> Any:
@@ -171,6 +187,7 @@ class ChromaStore:
         self.max_batch = max(1, int(self.client.get_max_batch_size()))
         self._existing: dict[str, set[str]] = {}
         self._pool: RenderPool | None = None
+        self._lock_depth = 0
 
     # ------------------------------------------------------------------ setup
     def _open_collection(self, name: str) -> Any:
@@ -221,6 +238,7 @@ class ChromaStore:
         return f"{digest[:32]}-{tag}-{self.settings_key}"
 
     # ------------------------------------------------------------------ files
+    @_exclusive
     def add_files(
         self,
         paths: PathLike | Iterable[PathLike],
@@ -300,6 +318,40 @@ class ChromaStore:
         report.seconds = time.monotonic() - start
         logger.info("%s", report.summary().splitlines()[0])
         return report
+
+    @contextlib.contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        """One writer process at a time on an embedded database (a ``PersistentClient`` is not
+        safe for concurrent writers): a second one waits, with a warning.  A killed writer's lock
+        is released by the OS.  No lock for a server, which serialises writes itself."""
+        if self.path is None or self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield
+            return
+        with open(self.path / ".umr-writer.lock", "a+b") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                logger.warning(
+                    "another process is writing to %s; waiting for it (for concurrent writers run a Chroma "
+                    "server: chroma run --path DB, and pass host=...)",
+                    safe_display(self.path),
+                )
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _render_pool(self) -> RenderPool:
         if self._pool is None:
@@ -467,6 +519,7 @@ class ChromaStore:
             )
 
     # ------------------------------------------------------------------ images & texts
+    @_exclusive
     def add_images(
         self,
         images: Iterable[Image.Image | PathLike],
@@ -516,6 +569,7 @@ class ChromaStore:
             out.extend(ids)
         return out
 
+    @_exclusive
     def add_texts(
         self,
         texts: Iterable[str],
@@ -633,6 +687,7 @@ class ChromaStore:
                 except OSError as exc:  # pragma: no cover
                     logger.warning("cannot remove %s: %s", safe_display(p), exc)
 
+    @_exclusive
     def delete_document(self, source_or_sha: PathLike) -> int:
         """Remove every page of a document, named by its path (as indexed) or its sha256.
         Returns the number of records removed."""
