@@ -148,9 +148,9 @@ def run_phase(
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--n-text", type=int, default=64, help="texts per pass (default 64)")
-    p.add_argument("--n-image", type=int, default=16, help="512x512 images per pass (default 16)")
-    p.add_argument("--n-page", type=int, default=8, help="1240x1754 pages per pass (default 8)")
-    p.add_argument("--n-fused", type=int, default=16, help="text+image inputs per pass (default 16)")
+    p.add_argument("--n-image", type=int, default=8, help="512x512 images per pass (default 8)")
+    p.add_argument("--n-page", type=int, default=4, help="1240x1754 pages per pass (default 4)")
+    p.add_argument("--n-fused", type=int, default=8, help="text+image inputs per pass (default 8)")
     p.add_argument("--kinds", default=",".join(KINDS), help=f"comma list out of {','.join(KINDS)}")
     p.add_argument("--modes", default=",".join(MODES), help=f"comma list out of {','.join(MODES)}")
     p.add_argument("--repeats", type=int, default=3, help="timed passes per phase; the median is reported")
