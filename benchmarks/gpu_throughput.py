@@ -546,7 +546,13 @@ def bench_umr_rerank(args: argparse.Namespace, ckpt: dict[str, Any], pages: dict
         return []
     dtype = str(getattr(rr, "dtype", args.dtype or "?")).replace("torch.", "")
     rows = []
-    score(QUERY, pages[max(pages)][:4])  # warm-up once, on the largest pages
+    try:
+        score(QUERY, pages[max(pages)][:4])  # warm-up once, on the largest pages
+    except TypeError as exc:
+        reason = f"umr.Reranker.score(query, candidates) does not take (str, list of PIL pages): {exc}"
+        skipped.append({"what": "rerank/umr", "reason": reason})
+        print(f"SKIP rerank/umr: {reason}", file=sys.stderr)
+        return []
     for tokens, imgs in pages.items():
         seqs, patches = rerank_costs(ckpt, imgs)
         meter.reset()
