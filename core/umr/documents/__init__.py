@@ -1,0 +1,63 @@
+"""PDF and image ingestion: render pages within a pixel budget, safely, one at a time.
+
+No torch / transformers here: this package runs in light worker processes.
+
+- :func:`walk` expands folders into files (sorted, hidden entries skipped, non-regular files
+  reported as :class:`FileError`).
+- :func:`render_files` renders many files in worker processes with time and memory limits and
+  yields :class:`Page`, :class:`FileDone` and :class:`FileError` records.
+- :func:`iter_pages` renders one trusted file in this process.
+- :func:`safe_display` prints any path on one line.
+"""
+
+from __future__ import annotations
+
+from .paths import check_regular, file_sha256, safe_display, source_key, walk
+from .records import (
+    ERROR_KINDS,
+    DocumentError,
+    DocumentKind,
+    FileDone,
+    FileError,
+    Page,
+    RenderRecord,
+)
+from .render import (
+    DEFAULT_MAX_PIXELS,
+    MAX_IMAGE_PIXELS,
+    RENDER_VERSION,
+    downscale,
+    fit_size,
+    iter_pages,
+    load_image,
+    open_document,
+    sniff,
+)
+from .workers import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, render_files
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MEMORY_LIMIT",
+    "DEFAULT_TIMEOUT",
+    "ERROR_KINDS",
+    "MAX_IMAGE_PIXELS",
+    "RENDER_VERSION",
+    "DocumentError",
+    "DocumentKind",
+    "FileDone",
+    "FileError",
+    "Page",
+    "RenderRecord",
+    "check_regular",
+    "downscale",
+    "file_sha256",
+    "fit_size",
+    "iter_pages",
+    "load_image",
+    "open_document",
+    "render_files",
+    "safe_display",
+    "sniff",
+    "source_key",
+    "walk",
+]
