@@ -9,5 +9,6 @@ The classes hold no model logic: they wrap ``umr.Embedder``, ``umr.store.ChromaS
 from __future__ import annotations
 
 from langchain_umr.embeddings import UMREmbeddings
+from langchain_umr.retrievers import UMRRetriever
 
-__all__ = ["UMREmbeddings"]
+__all__ = ["UMREmbeddings", "UMRRetriever"]

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw
 
 COLOURS = ("red", "blue", "green", "orange")
+
+
+@pytest.fixture(scope="session")
+def small_embedder(tiny_model_dir: Path) -> Any:
+    """The tiny GME model with a small pixel budget (16-64 visual tokens per image): fast image tests."""
+    import umr
+
+    return umr.Embedder.from_pretrained(tiny_model_dir, device="cpu", min_pixels=16 * 28 * 28, max_pixels=64 * 28 * 28)
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +35,24 @@ def png_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         img.save(path)
         paths.append(path)
     return paths
+
+
+def write_pdf(path: Path, pages: list[str]) -> Path:
+    """A small PDF with one line of text per page (and a coloured bar, so pages differ as images)."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    for i, text in enumerate(pages):
+        page = doc.new_page(width=300, height=200)
+        page.insert_text((20, 40), text, fontsize=14)
+        page.draw_rect(pymupdf.Rect(20, 80 + 10 * i, 200, 120 + 10 * i), color=(0, 0, 1), fill=(0.2 * i, 0.5, 0.8))
+    doc.save(path)
+    doc.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pdf_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-page PDF."""
+    folder = tmp_path_factory.mktemp("pdfs")
+    return write_pdf(folder / "report.pdf", ["Quarterly revenue grew by twelve percent", "Installation manual"])

@@ -45,8 +45,8 @@ class TestUMREmbeddingsInjected(EmbeddingsIntegrationTests):
     """The suite with an injected ``umr.Embedder``."""
 
     @pytest.fixture(autouse=True)
-    def _tiny_embedder(self, tiny_embedder: Any) -> None:
-        type(self).core = tiny_embedder
+    def _small_embedder(self, small_embedder: Any) -> None:
+        type(self).core = small_embedder
 
     @property
     def embeddings_class(self) -> type[UMREmbeddings]:
@@ -59,22 +59,22 @@ class TestUMREmbeddingsInjected(EmbeddingsIntegrationTests):
 
 # -- behaviour beyond the standard suites -----------------------------------------------------------------
 @pytest.fixture(scope="module")
-def emb(tiny_embedder: Any) -> UMREmbeddings:
-    return UMREmbeddings(embedder=tiny_embedder)
+def emb(small_embedder: Any) -> UMREmbeddings:
+    return UMREmbeddings(embedder=small_embedder)
 
 
-def test_vectors_are_the_core_embedders(emb: UMREmbeddings, tiny_embedder: Any) -> None:
+def test_vectors_are_the_core_embedders(emb: UMREmbeddings, small_embedder: Any) -> None:
     texts = ["a red circle", "quarterly revenue grew"]
-    np.testing.assert_allclose(emb.embed_documents(texts), tiny_embedder.embed_documents(texts), atol=1e-5)
+    np.testing.assert_allclose(emb.embed_documents(texts), small_embedder.embed_documents(texts), atol=1e-5)
     np.testing.assert_allclose(
-        emb.embed_query("revenue?"), tiny_embedder.embed_queries(["revenue?"])[0], atol=1e-5
+        emb.embed_query("revenue?"), small_embedder.embed_queries(["revenue?"])[0], atol=1e-5
     )
     assert emb.embed_documents([]) == []
 
 
-def test_query_instruction_changes_query_side_only(tiny_embedder: Any) -> None:
-    plain = UMREmbeddings(embedder=tiny_embedder)
-    instructed = UMREmbeddings(embedder=tiny_embedder, query_instruction="Find a page that answers the question.")
+def test_query_instruction_changes_query_side_only(small_embedder: Any) -> None:
+    plain = UMREmbeddings(embedder=small_embedder)
+    instructed = UMREmbeddings(embedder=small_embedder, query_instruction="Find a page that answers the question.")
     assert not np.allclose(plain.embed_query("revenue"), instructed.embed_query("revenue"), atol=1e-4)
     np.testing.assert_allclose(plain.embed_documents(["revenue"]), instructed.embed_documents(["revenue"]), atol=1e-6)
 
@@ -86,21 +86,21 @@ def test_text_naming_an_image_file_stays_text(emb: UMREmbeddings, png_files: lis
     assert not np.allclose(as_text, as_image, atol=1e-4)
 
 
-def test_embed_image_paths_and_uris(emb: UMREmbeddings, tiny_embedder: Any, png_files: list[Path]) -> None:
+def test_embed_image_paths_and_uris(emb: UMREmbeddings, small_embedder: Any, png_files: list[Path]) -> None:
     vecs = emb.embed_image([str(p) for p in png_files[:2]])
-    assert len(vecs) == 2 and all(len(v) == tiny_embedder.dim for v in vecs)
-    np.testing.assert_allclose(vecs, tiny_embedder.embed_documents(list(png_files[:2])), atol=1e-5)
+    assert len(vecs) == 2 and all(len(v) == small_embedder.dim for v in vecs)
+    np.testing.assert_allclose(vecs, small_embedder.embed_documents(list(png_files[:2])), atol=1e-5)
     np.testing.assert_allclose(emb.embed_image([png_files[0].resolve().as_uri()])[0], vecs[0], atol=1e-5)
     assert not np.allclose(vecs[0], vecs[1], atol=1e-4)
 
 
-def test_fused_query(emb: UMREmbeddings, tiny_embedder: Any, png_files: list[Path]) -> None:
+def test_fused_query(emb: UMREmbeddings, small_embedder: Any, png_files: list[Path]) -> None:
     fused = emb.embed_query_with_image("the same shape in blue", png_files[0])
-    core = tiny_embedder.embed_queries([{"text": "the same shape in blue", "image": png_files[0]}])[0]
+    core = small_embedder.embed_queries([{"text": "the same shape in blue", "image": png_files[0]}])[0]
     np.testing.assert_allclose(fused, core, atol=1e-5)
     assert not np.allclose(fused, emb.embed_query("the same shape in blue"), atol=1e-4)
     image_only = emb.embed_query_with_image(None, Image.open(png_files[0]))
-    np.testing.assert_allclose(image_only, tiny_embedder.embed_queries([png_files[0]])[0], atol=1e-5)
+    np.testing.assert_allclose(image_only, small_embedder.embed_queries([png_files[0]])[0], atol=1e-5)
     many = emb.embed_multimodal([{"text": "x", "image": str(png_files[1])}, "plain text"], side="query")
     np.testing.assert_allclose(many[1], emb.embed_query("plain text"), atol=1e-5)
 
@@ -123,7 +123,7 @@ def test_bad_inputs_are_named(emb: UMREmbeddings, tmp_path: Path) -> None:
         emb.embed_image([str(missing)])
 
 
-def test_configuration_is_validated_at_construction(tiny_embedder: Any) -> None:
+def test_configuration_is_validated_at_construction(small_embedder: Any) -> None:
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="unknown embedding recipe"):
@@ -137,15 +137,15 @@ def test_configuration_is_validated_at_construction(tiny_embedder: Any) -> None:
     with pytest.raises(TypeError, match=r"umr\.Embedder"):
         UMREmbeddings(embedder="gme")
     with pytest.raises(ValidationError, match="device"):
-        UMREmbeddings(embedder=tiny_embedder, device="cpu")
+        UMREmbeddings(embedder=small_embedder, device="cpu")
     with pytest.raises(ValidationError, match="extra"):
         UMREmbeddings(api_key="x")
 
 
-def test_serialization_leaves_out_the_embedder(tiny_embedder: Any) -> None:
-    emb = UMREmbeddings(embedder=tiny_embedder, batch_size=3)
+def test_serialization_leaves_out_the_embedder(small_embedder: Any) -> None:
+    emb = UMREmbeddings(embedder=small_embedder, batch_size=3)
     dumped = emb.model_dump()
     assert "embedder" not in dumped
-    assert dumped["model"] == tiny_embedder.model_id and dumped["batch_size"] == 3
+    assert dumped["model"] == small_embedder.model_id and dumped["batch_size"] == 3
     rebuilt = UMREmbeddings(**dumped)  # loads the same model lazily from the dumped id
     np.testing.assert_allclose(rebuilt.embed_query("hello"), emb.embed_query("hello"), atol=1e-5)
