@@ -9,6 +9,8 @@ The classes hold no model logic: they wrap ``umr.Embedder``, ``umr.store.ChromaS
 from __future__ import annotations
 
 from langchain_umr.embeddings import UMREmbeddings
+from langchain_umr.rerank import UMRReranker
 from langchain_umr.retrievers import UMRRetriever
+from langchain_umr.tools import create_rerank_tool
 
-__all__ = ["UMREmbeddings", "UMRRetriever"]
+__all__ = ["UMREmbeddings", "UMRReranker", "UMRRetriever", "create_rerank_tool"]
