@@ -132,7 +132,7 @@ class Embedder:
         logger.info("loaded %s (recipe %s) on %s as %s with %s attention", source, name, dev, dt, attn)
         return cls(
             model, tokenizer, image_processor, rec,
-            model_id=os.fspath(model_id_or_path), device=dev, dtype=dt, dim=dim,
+            model_id=_source_id(model_id_or_path), device=dev, dtype=dt, dim=dim,
             query_instruction=query_instruction, max_batch_tokens=max_batch_tokens, batch_size=batch_size,
             min_pixels=min_pixels, max_pixels=max_pixels, show_progress=show_progress,
             fingerprint_seed=_weights_identity(model_id_or_path, config),
@@ -330,6 +330,12 @@ def _weights_identity(model_id_or_path: str | os.PathLike, config: Any) -> str:
     if cfg.is_file():
         h.update(cfg.read_bytes())
     return h.hexdigest()
+
+
+def _source_id(model_id_or_path: str | os.PathLike) -> str:
+    """The hub id as given, or the absolute path of a local folder (valid from any directory)."""
+    path = Path(os.fspath(model_id_or_path)).expanduser()
+    return str(path.resolve()) if path.is_dir() else os.fspath(model_id_or_path)
 
 
 def _source(model_id_or_path: str | os.PathLike) -> str:
