@@ -104,8 +104,9 @@ def build_retriever(store: Any, reranker: Any, k: int = 8, top_n: int = 3) -> An
         reranker = UMRReranker(reranker=reranker, top_n=top_n)
     else:
         reranker = reranker.model_copy(update={"top_n": top_n})
-    base = UMRRetriever(store=store, k=k, where={"kind": {"$in": ["pdf", "image"]}},
-                        query_instruction=QUERY_INSTRUCTION)
+    base = UMRRetriever(
+        store=store, k=k, where={"kind": {"$in": ["pdf", "image"]}}, query_instruction=QUERY_INSTRUCTION
+    )
     return ContextualCompressionRetriever(base_compressor=reranker, base_retriever=base)
 
 

@@ -1,4 +1,4 @@
-"""examples/langchain_visual_rag.py runs offline with tiny models and hands the page images to the chat model."""
+"""examples/langchain_visual_rag.py runs offline with tiny models and sends page images to the chat model."""
 
 from __future__ import annotations
 
@@ -33,8 +33,13 @@ class RecordingChatModel(GenericFakeChatModel):
 
     received: list[list[BaseMessage]] = Field(default_factory=list)
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         self.received.append(list(messages))
         return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
 
@@ -44,14 +49,18 @@ def example() -> ModuleType:
     return _load_example()
 
 
-def test_visual_rag_sends_reranked_page_images(example: ModuleType, tiny_model_dir: Path, tiny_reranker_dir: Path,
-                                              tmp_path: Path) -> None:
+def test_visual_rag_sends_reranked_page_images(
+    example: ModuleType, tiny_model_dir: Path, tiny_reranker_dir: Path, tmp_path: Path
+) -> None:
     import umr
 
     pytest.importorskip("umr.reranker", reason="umr.Reranker (branch rerank) is not merged yet")
-    embedder = umr.Embedder.from_pretrained(tiny_model_dir, device="cpu", min_pixels=16 * 28 * 28, max_pixels=64 * 28 * 28)
-    reranker = umr.Reranker.from_pretrained(tiny_reranker_dir, device="cpu", min_pixels=16 * 28 * 28,
-                                            max_pixels=64 * 28 * 28)
+    embedder = umr.Embedder.from_pretrained(
+        tiny_model_dir, device="cpu", min_pixels=16 * 28 * 28, max_pixels=64 * 28 * 28
+    )
+    reranker = umr.Reranker.from_pretrained(
+        tiny_reranker_dir, device="cpu", min_pixels=16 * 28 * 28, max_pixels=64 * 28 * 28
+    )
     docs = example.sample_documents()
     assert sorted(p.name for p in docs.glob("*.pdf")), "examples/data holds the sample PDFs"
     store = example.build_store(docs, embedder, tmp_path / "db")

@@ -49,7 +49,9 @@ def text_inputs(texts: Sequence[str], what: str = "texts") -> list[MultimodalInp
 def image_inputs(uris: Sequence[str | os.PathLike[str]]) -> list[MultimodalInput]:
     """Image file paths or ``file://`` URIs as image inputs."""
     if isinstance(uris, (str, os.PathLike)):
-        raise TypeError("uris must be a list of image paths or file:// URIs, got a single value; wrap it in a list")
+        raise TypeError(
+            "uris must be a list of image paths or file:// URIs, got a single value; wrap it in a list"
+        )
     out: list[MultimodalInput] = []
     for i, uri in enumerate(uris):
         if not isinstance(uri, (str, os.PathLike)):
@@ -107,7 +109,8 @@ def document_to_input(
     if image is None:
         if mode == "image":
             raise ValueError(
-                f"document {doc.id or ''!s} has no image: none of the metadata keys {list(image_keys)} names an "
+                f"document {doc.id or ''!s} has no image: none of the metadata keys {list(image_keys)} names "
+                "an "
                 "existing image file and its page_content is not a base64 image; use mode='auto'"
             )
         return MultimodalInput(text=text)

@@ -27,7 +27,7 @@ class UMREmbeddings(BaseModel, Embeddings):
     """Universal multimodal embeddings (GME and other MLLM recipes) for LangChain.
 
     >>> from langchain_umr import UMREmbeddings
-    >>> emb = UMREmbeddings()                                    # doctest: +SKIP  (GME 2B, loads on first use)
+    >>> emb = UMREmbeddings()                      # doctest: +SKIP  (GME 2B, loaded on first use)
     >>> emb.embed_query("what is the revenue in 2023?")          # doctest: +SKIP
     >>> emb.embed_image(["page1.png"])                           # doctest: +SKIP  (Chroma.add_images uses it)
     >>> emb.embed_query_with_image("same chart, but for 2022", "chart.png")  # doctest: +SKIP
@@ -91,7 +91,9 @@ class UMREmbeddings(BaseModel, Embeddings):
             try:
                 torch.device(value)
             except (RuntimeError, TypeError) as exc:
-                raise ValueError(f"invalid device {value!r}; use 'cpu', 'cuda', 'cuda:1', 'mps' or None") from exc
+                raise ValueError(
+                    f"invalid device {value!r}; use 'cpu', 'cuda', 'cuda:1', 'mps' or None"
+                ) from exc
         return value
 
     @field_validator("embedder")
@@ -134,12 +136,19 @@ class UMREmbeddings(BaseModel, Embeddings):
                 from umr.embedder import Embedder
 
                 self._loaded = Embedder.from_pretrained(
-                    self.model, device=self.device, dtype=self.dtype, recipe=self.recipe, dim=self.dim,
-                    query_instruction=self.query_instruction, max_pixels=self.max_pixels,
+                    self.model,
+                    device=self.device,
+                    dtype=self.dtype,
+                    recipe=self.recipe,
+                    dim=self.dim,
+                    query_instruction=self.query_instruction,
+                    max_pixels=self.max_pixels,
                 )
             return self._loaded
 
-    def _run(self, inputs: list[Any], side: Literal["query", "document"], instruction: str | None = None) -> list[list[float]]:
+    def _run(
+        self, inputs: list[Any], side: Literal["query", "document"], instruction: str | None = None
+    ) -> list[list[float]]:
         if not inputs:
             return []
         kwargs: dict[str, Any] = {"side": side}
@@ -168,11 +177,14 @@ class UMREmbeddings(BaseModel, Embeddings):
 
     # -- images and fused inputs ------------------------------------------------------------------------
     def embed_image(self, uris: list[str]) -> list[list[float]]:
-        """Embed image files (paths or ``file://`` URIs) on the corpus side; ``Chroma.add_images`` calls it."""
+        """Embed image files (paths or ``file://`` URIs), corpus side; ``Chroma.add_images`` calls it."""
         return self._run(image_inputs(uris), "document")
 
     def embed_multimodal(
-        self, inputs: Sequence[InputLike], *, side: Literal["query", "document"] = "document",
+        self,
+        inputs: Sequence[InputLike],
+        *,
+        side: Literal["query", "document"] = "document",
         instruction: str | None = None,
     ) -> list[list[float]]:
         """Embed any umr inputs: text, image paths, PIL images, bytes, or dicts ``{"text", "image"}``.
@@ -187,15 +199,24 @@ class UMREmbeddings(BaseModel, Embeddings):
 
         return self._run(coerce_inputs(inputs), side, instruction)
 
-    def embed_query_with_image(self, text: str | None, image: Any, instruction: str | None = None) -> list[float]:
+    def embed_query_with_image(
+        self, text: str | None, image: Any, instruction: str | None = None
+    ) -> list[float]:
         """Embed a fused query: text and an image (path, ``file://`` URI, PIL image or bytes) together."""
+        if image is None:
+            raise ValueError("embed_query_with_image needs an image; use embed_query for a text-only query")
         return self._run([query_input(text or "", image)], "query", instruction)[0]
 
     async def aembed_image(self, uris: list[str]) -> list[list[float]]:
         return await run_in_executor(None, self.embed_image, uris)
 
     async def aembed_multimodal(
-        self, inputs: Sequence[InputLike], *, side: Literal["query", "document"] = "document",
+        self,
+        inputs: Sequence[InputLike],
+        *,
+        side: Literal["query", "document"] = "document",
         instruction: str | None = None,
     ) -> list[list[float]]:
-        return await run_in_executor(None, lambda: self.embed_multimodal(inputs, side=side, instruction=instruction))
+        return await run_in_executor(
+            None, lambda: self.embed_multimodal(inputs, side=side, instruction=instruction)
+        )

@@ -24,8 +24,9 @@ _LOAD_FIELDS = ("device", "dtype", "recipe", "max_pixels")
 class UMRReranker(BaseDocumentCompressor):
     """Rerank retrieved documents (page images or text) with a multimodal LLM reranker.
 
-    >>> reranker = UMRReranker(top_n=3)                                   # doctest: +SKIP  (loads on first use)
-    >>> ContextualCompressionRetriever(base_compressor=reranker, base_retriever=UMRRetriever(store=store))  # doctest: +SKIP
+    >>> reranker = UMRReranker(top_n=3)               # doctest: +SKIP  (loaded on first use)
+    >>> ContextualCompressionRetriever(                # doctest: +SKIP
+    ...     base_compressor=reranker, base_retriever=UMRRetriever(store=store))
 
     A document is judged by its image when one of ``image_keys`` in its metadata names an image file (a
     ``ChromaStore`` page's ``image_uri``) or its content is a base64 image (``Chroma.add_images``), else by
@@ -40,7 +41,7 @@ class UMRReranker(BaseDocumentCompressor):
     top_n: int | None = Field(default=3, gt=0)
     """Number of documents to return; ``None`` returns them all, reordered."""
     mode: Literal["auto", "image", "text", "fused"] = "auto"
-    """What a candidate is: ``auto`` = the image when the document has one, else its text; ``fused`` = both."""
+    """Candidate content: ``auto`` = the image when the document has one, else its text; ``fused`` = both."""
     image_keys: tuple[str, ...] = DEFAULT_IMAGE_KEYS
     """Metadata keys tried, in order, for the document's image path or ``file://`` URI."""
     score_key: str = "relevance_score"
@@ -123,7 +124,11 @@ class UMRReranker(BaseDocumentCompressor):
         candidates = [document_to_input(d, self.mode, self.image_keys) for d in documents]
         if not candidates:
             return []
-        kwargs = {k: v for k, v in (("batch_size", self.batch_size), ("max_batch_tokens", self.max_batch_tokens)) if v}
+        kwargs = {
+            k: v
+            for k, v in (("batch_size", self.batch_size), ("max_batch_tokens", self.max_batch_tokens))
+            if v
+        }
         return self.client.score(query, candidates, self.instruction, **kwargs)
 
     def compress_documents(
@@ -136,7 +141,11 @@ class UMRReranker(BaseDocumentCompressor):
         if self.fuse_weight is not None:
             from umr.reranker import fuse
 
-            missing = [i for i, d in enumerate(docs) if not isinstance(d.metadata.get(self.first_stage_key), (int, float))]
+            missing = [
+                i
+                for i, d in enumerate(docs)
+                if not isinstance(d.metadata.get(self.first_stage_key), (int, float))
+            ]
             if missing:
                 raise ValueError(
                     f"fuse_weight needs a numeric metadata[{self.first_stage_key!r}] on every document; "

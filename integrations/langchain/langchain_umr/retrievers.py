@@ -69,7 +69,10 @@ class UMRRetriever(BaseRetriever):
     @model_validator(mode="after")
     def _one_backend(self) -> Self:
         if (self.store is None) == (self.vectorstore is None):
-            raise ValueError("give exactly one of store= (a umr.store.ChromaStore) or vectorstore= (a LangChain VectorStore)")
+            raise ValueError(
+                "give exactly one of store= (a umr.store.ChromaStore) or vectorstore= "
+                "(a LangChain VectorStore)"
+            )
         if self.where_document is not None and self.store is None:
             raise ValueError("where_document works with store= only; use where= with a vector store")
         return self
@@ -106,10 +109,14 @@ class UMRRetriever(BaseRetriever):
             None, self._get_relevant_documents, query, run_manager=run_manager.get_sync(), **kwargs
         )
 
-    def _from_store(self, item: Any, k: int, where: dict[str, Any] | None, instruction: str | None) -> list[Document]:
+    def _from_store(
+        self, item: Any, k: int, where: dict[str, Any] | None, instruction: str | None
+    ) -> list[Document]:
         parts = {"text": item.text, "image": item.image, "instruction": item.instruction}
         query = {key: value for key, value in parts.items() if value is not None}  # never re-read as a path
-        hits = self.store.search(query, k=k, where=where, where_document=self.where_document, instruction=instruction)
+        hits = self.store.search(
+            query, k=k, where=where, where_document=self.where_document, instruction=instruction
+        )
         docs = []
         for hit in hits:
             meta = as_plain_mapping(hit.metadata)

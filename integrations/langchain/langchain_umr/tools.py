@@ -68,8 +68,16 @@ def create_rerank_tool(
             items.append(doc.model_dump(exclude_none=True))
             inputs.append(MultimodalInput.coerce({"text": doc.text, "image": doc.image}))
         n = top_n if top_n is not None else default_top_n
-        kwargs = {k: v for k, v in (("batch_size", wrapper.batch_size), ("max_batch_tokens", wrapper.max_batch_tokens)) if v}
-        ranked = wrapper.client.rerank(query, inputs, top_n=n, instruction=wrapper.instruction, **kwargs) if inputs else []
+        kwargs = {
+            k: v
+            for k, v in (("batch_size", wrapper.batch_size), ("max_batch_tokens", wrapper.max_batch_tokens))
+            if v
+        }
+        ranked = (
+            wrapper.client.rerank(query, inputs, top_n=n, instruction=wrapper.instruction, **kwargs)
+            if inputs
+            else []
+        )
         out = [{"index": i, "score": round(float(s), 6), **items[i]} for i, s in ranked]
         return json.dumps(out, ensure_ascii=False), out
 

@@ -16,7 +16,9 @@ def small_embedder(tiny_model_dir: Path) -> Any:
     """The tiny GME model with a small pixel budget (16-64 visual tokens per image): fast image tests."""
     import umr
 
-    return umr.Embedder.from_pretrained(tiny_model_dir, device="cpu", min_pixels=16 * 28 * 28, max_pixels=64 * 28 * 28)
+    return umr.Embedder.from_pretrained(
+        tiny_model_dir, device="cpu", min_pixels=16 * 28 * 28, max_pixels=64 * 28 * 28
+    )
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +47,9 @@ def write_pdf(path: Path, pages: list[str]) -> Path:
     for i, text in enumerate(pages):
         page = doc.new_page(width=300, height=200)
         page.insert_text((20, 40), text, fontsize=14)
-        page.draw_rect(pymupdf.Rect(20, 80 + 10 * i, 200, 120 + 10 * i), color=(0, 0, 1), fill=(0.2 * i, 0.5, 0.8))
+        page.draw_rect(
+            pymupdf.Rect(20, 80 + 10 * i, 200, 120 + 10 * i), color=(0, 0, 1), fill=(0.2 * i, 0.5, 0.8)
+        )
     doc.save(path)
     doc.close()
     return path
@@ -55,4 +59,6 @@ def write_pdf(path: Path, pages: list[str]) -> Path:
 def pdf_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A two-page PDF."""
     folder = tmp_path_factory.mktemp("pdfs")
-    return write_pdf(folder / "report.pdf", ["Quarterly revenue grew by twelve percent", "Installation manual"])
+    return write_pdf(
+        folder / "report.pdf", ["Quarterly revenue grew by twelve percent", "Installation manual"]
+    )

@@ -74,9 +74,13 @@ def test_vectors_are_the_core_embedders(emb: UMREmbeddings, small_embedder: Any)
 
 def test_query_instruction_changes_query_side_only(small_embedder: Any) -> None:
     plain = UMREmbeddings(embedder=small_embedder)
-    instructed = UMREmbeddings(embedder=small_embedder, query_instruction="Find a page that answers the question.")
+    instructed = UMREmbeddings(
+        embedder=small_embedder, query_instruction="Find a page that answers the question."
+    )
     assert not np.allclose(plain.embed_query("revenue"), instructed.embed_query("revenue"), atol=1e-4)
-    np.testing.assert_allclose(plain.embed_documents(["revenue"]), instructed.embed_documents(["revenue"]), atol=1e-6)
+    np.testing.assert_allclose(
+        plain.embed_documents(["revenue"]), instructed.embed_documents(["revenue"]), atol=1e-6
+    )
 
 
 def test_text_naming_an_image_file_stays_text(emb: UMREmbeddings, png_files: list[Path]) -> None:
@@ -121,6 +125,8 @@ def test_bad_inputs_are_named(emb: UMREmbeddings, tmp_path: Path) -> None:
     missing = tmp_path / "missing.png"
     with pytest.raises(umr.InputError, match=r"missing\.png"):
         emb.embed_image([str(missing)])
+    with pytest.raises(ValueError, match="needs an image"):
+        emb.embed_query_with_image("text only", None)
 
 
 def test_configuration_is_validated_at_construction(small_embedder: Any) -> None:

@@ -25,7 +25,9 @@ def core_reranker(tiny_reranker_dir: Path) -> Any:
     """The tiny zero-shot reranker with a small pixel budget."""
     import umr
 
-    return umr.Reranker.from_pretrained(tiny_reranker_dir, device="cpu", min_pixels=16 * 28 * 28, max_pixels=64 * 28 * 28)
+    return umr.Reranker.from_pretrained(
+        tiny_reranker_dir, device="cpu", min_pixels=16 * 28 * 28, max_pixels=64 * 28 * 28
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,9 @@ def docs(png_files: list[Path]) -> list[Document]:
     return text_docs + image_docs
 
 
-def test_compress_documents_orders_by_core_scores(core_reranker: Any, docs: list[Document], png_files: list[Path]) -> None:
+def test_compress_documents_orders_by_core_scores(
+    core_reranker: Any, docs: list[Document], png_files: list[Path]
+) -> None:
     reranker = UMRReranker(reranker=core_reranker, top_n=3)
     expected = core_reranker.score(QUERY, [*TEXTS, png_files[0], png_files[1]])
     out = reranker.compress_documents(docs, QUERY)
@@ -83,9 +87,13 @@ def test_fuse_with_first_stage_score(core_reranker: Any) -> None:
     fused = [d.metadata["fused_score"] for d in out]
     assert fused == sorted(fused, reverse=True)
     for d in out:
-        assert d.metadata["fused_score"] == pytest.approx(d.metadata["score"] + 0.1 * d.metadata["relevance_score"])
+        assert d.metadata["fused_score"] == pytest.approx(
+            d.metadata["score"] + 0.1 * d.metadata["relevance_score"]
+        )
     with pytest.raises(ValueError, match=r"numeric metadata\[.score.\]"):
-        UMRReranker(reranker=core_reranker, fuse_weight=0.1).compress_documents([Document(page_content="x")], QUERY)
+        UMRReranker(reranker=core_reranker, fuse_weight=0.1).compress_documents(
+            [Document(page_content="x")], QUERY
+        )
 
 
 def test_lazy_loading_from_path(tiny_reranker_dir: Path, core_reranker: Any, docs: list[Document]) -> None:
@@ -110,8 +118,9 @@ def test_configuration_errors(core_reranker: Any) -> None:
         UMRReranker(reranker=core_reranker, device="cpu")
 
 
-def test_contextual_compression_retriever(small_embedder: Any, core_reranker: Any, tmp_path: Path, pdf_file: Path,
-                                          png_files: list[Path]) -> None:
+def test_contextual_compression_retriever(
+    small_embedder: Any, core_reranker: Any, tmp_path: Path, pdf_file: Path, png_files: list[Path]
+) -> None:
     from umr.store import ChromaStore
 
     store = ChromaStore(small_embedder, tmp_path / "db", collection="ccr")
@@ -146,7 +155,11 @@ async def test_contextual_compression_async(core_reranker: Any, docs: list[Docum
 def test_rerank_tool(core_reranker: Any, png_files: list[Path]) -> None:
     tool = create_rerank_tool(core_reranker)
     assert tool.name == "rerank_documents" and {"query", "documents", "top_n"} <= set(tool.args)
-    candidates = [*TEXTS[:3], {"image": str(png_files[0]), "id": "fig-1"}, {"text": "chart", "image": str(png_files[1])}]
+    candidates = [
+        *TEXTS[:3],
+        {"image": str(png_files[0]), "id": "fig-1"},
+        {"text": "chart", "image": str(png_files[1])},
+    ]
     content = tool.invoke({"query": QUERY, "documents": candidates, "top_n": 4})
     ranked = json.loads(content)
     expected = core_reranker.rerank(

@@ -18,7 +18,9 @@ TEXTS = ["a red circle", "quarterly revenue grew", "press the reset button", "th
 
 
 @pytest.fixture(scope="module")
-def store(small_embedder: Any, tmp_path_factory: pytest.TempPathFactory, pdf_file: Path, png_files: list[Path]) -> ChromaStore:
+def store(
+    small_embedder: Any, tmp_path_factory: pytest.TempPathFactory, pdf_file: Path, png_files: list[Path]
+) -> ChromaStore:
     """A ChromaStore with 2 PDF pages, 2 images and 4 texts, embedded with the tiny GME model."""
     s = ChromaStore(small_embedder, tmp_path_factory.mktemp("umr_db"), collection="lc-test")
     report = s.add_files([pdf_file])
@@ -38,7 +40,8 @@ def chroma(small_embedder: Any, png_files: list[Path]) -> Chroma:
     )
     vs.add_texts(TEXTS, metadatas=[{"kind": "text", "n": i} for i in range(len(TEXTS))])
     vs.add_images(
-        [str(p) for p in png_files[:2]], metadatas=[{"kind": "image", "image_uri": p.as_uri()} for p in png_files[:2]]
+        [str(p) for p in png_files[:2]],
+        metadatas=[{"kind": "image", "image_uri": p.as_uri()} for p in png_files[:2]],
     )
     return vs
 
@@ -99,7 +102,9 @@ def test_store_documents_carry_page_metadata(store: ChromaStore, pdf_file: Path)
 def test_store_exact_text_and_image_queries_rank_first(store: ChromaStore, png_files: list[Path]) -> None:
     retriever = UMRRetriever(store=store, k=3)
     top = retriever.invoke("press the reset button")[0]
-    assert top.page_content == "press the reset button" and top.metadata["score"] == pytest.approx(1.0, abs=1e-4)
+    assert top.page_content == "press the reset button" and top.metadata["score"] == pytest.approx(
+        1.0, abs=1e-4
+    )
     by_image = retriever.invoke("", image=png_files[1])
     assert by_image[0].metadata["colour"] == "blue"
     assert by_image[0].metadata["score"] == pytest.approx(1.0, abs=1e-4)
@@ -144,7 +149,9 @@ def test_chroma_similarity_search_with_umr_embeddings(chroma: Chroma, png_files:
 def test_chroma_retriever_scores_and_image_queries(chroma: Chroma, png_files: list[Path]) -> None:
     retriever = UMRRetriever.from_vectorstore(chroma, k=3)
     docs = retriever.invoke("the lazy dog")
-    assert docs[0].page_content == "the lazy dog" and docs[0].metadata["score"] == pytest.approx(1.0, abs=1e-4)
+    assert docs[0].page_content == "the lazy dog" and docs[0].metadata["score"] == pytest.approx(
+        1.0, abs=1e-4
+    )
     assert docs[0].metadata["score"] >= docs[1].metadata["score"] >= docs[2].metadata["score"]
     by_image = retriever.invoke("", image=png_files[1], where={"kind": "image"})
     assert [d.metadata["image_uri"] for d in by_image] == [png_files[1].as_uri(), png_files[0].as_uri()]
@@ -156,8 +163,11 @@ def test_chroma_retriever_scores_and_image_queries(chroma: Chroma, png_files: li
 def test_chroma_image_queries_need_umr_embeddings(png_files: list[Path]) -> None:
     from langchain_core.embeddings import DeterministicFakeEmbedding
 
-    vs = Chroma(collection_name="lc-fake", embedding_function=DeterministicFakeEmbedding(size=8),
-                client=chromadb.EphemeralClient())
+    vs = Chroma(
+        collection_name="lc-fake",
+        embedding_function=DeterministicFakeEmbedding(size=8),
+        client=chromadb.EphemeralClient(),
+    )
     vs.add_texts(["x", "y"])
     retriever = UMRRetriever.from_vectorstore(vs, k=1)
     assert len(retriever.invoke("x")) == 1
