@@ -54,7 +54,6 @@ def test_visual_rag_sends_reranked_page_images(
 ) -> None:
     import umr
 
-    pytest.importorskip("umr.reranker", reason="umr.Reranker (branch rerank) is not merged yet")
     embedder = umr.Embedder.from_pretrained(
         tiny_model_dir, device="cpu", min_pixels=16 * 28 * 28, max_pixels=64 * 28 * 28
     )

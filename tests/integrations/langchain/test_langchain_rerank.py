@@ -14,8 +14,6 @@ from pydantic import ValidationError
 
 from langchain_umr import UMRReranker, UMRRetriever, create_rerank_tool
 
-pytest.importorskip("umr.reranker", reason="umr.Reranker (branch rerank) is not merged yet")
-
 QUERY = "quarterly revenue"
 TEXTS = ["revenue grew by twelve percent", "press the reset button", "a red circle", "the lazy dog"]
 
