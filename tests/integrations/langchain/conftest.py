@@ -62,3 +62,22 @@ def pdf_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_pdf(
         folder / "report.pdf", ["Quarterly revenue grew by twelve percent", "Installation manual"]
     )
+
+
+#: the passages every store fixture holds
+TEXTS = ["a red circle", "quarterly revenue grew", "press the reset button", "the lazy dog"]
+
+
+@pytest.fixture(scope="session")
+def store(
+    small_embedder: Any, tmp_path_factory: pytest.TempPathFactory, pdf_file: Path, png_files: list[Path]
+) -> Any:
+    """A umr ChromaStore with 2 PDF pages, 2 images and 4 texts, embedded with the tiny GME model."""
+    from umr.store import ChromaStore
+
+    s = ChromaStore(small_embedder, tmp_path_factory.mktemp("umr_db"), collection="lc-test")
+    report = s.add_files([pdf_file])
+    assert report.ok and report.pages_added == 2, report.summary()
+    s.add_images(png_files[:2], metadatas=[{"colour": "red"}, {"colour": "blue"}])
+    s.add_texts(TEXTS)
+    return s

@@ -14,20 +14,7 @@ from langchain_tests.integration_tests import RetrieversIntegrationTests
 from langchain_umr import UMREmbeddings, UMRRetriever
 from umr.store import ChromaStore
 
-TEXTS = ["a red circle", "quarterly revenue grew", "press the reset button", "the lazy dog"]
-
-
-@pytest.fixture(scope="module")
-def store(
-    small_embedder: Any, tmp_path_factory: pytest.TempPathFactory, pdf_file: Path, png_files: list[Path]
-) -> ChromaStore:
-    """A ChromaStore with 2 PDF pages, 2 images and 4 texts, embedded with the tiny GME model."""
-    s = ChromaStore(small_embedder, tmp_path_factory.mktemp("umr_db"), collection="lc-test")
-    report = s.add_files([pdf_file])
-    assert report.ok and report.pages_added == 2, report.summary()
-    s.add_images(png_files[:2], metadatas=[{"colour": "red"}, {"colour": "blue"}])
-    s.add_texts(TEXTS)
-    return s
+from .conftest import TEXTS
 
 
 @pytest.fixture(scope="module")
