@@ -46,3 +46,9 @@ def umr_embed(tiny_embedder):
 def page_vectors(tiny_embedder, page_images):
     """Document-side vectors of ``page_images`` from the core embedder (the reference values)."""
     return tiny_embedder.embed_documents(list(page_images))
+
+
+@pytest.fixture(scope="session")
+def page_texts() -> tuple[str, ...]:
+    """The text drawn on each page of ``page_images``."""
+    return PAGE_TEXTS

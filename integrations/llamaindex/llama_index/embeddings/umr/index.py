@@ -61,6 +61,46 @@ def _stored_count(store: Any) -> int | None:
     return None
 
 
+def umr_chroma_vector_stores(
+    client: Any,
+    embed_model: UMREmbedding,
+    collection: str = "umr",
+) -> tuple[BasePydanticVectorStore, BasePydanticVectorStore]:
+    """Text and image ``ChromaVectorStore``s (collections ``<collection>_text`` / ``<collection>_image``).
+
+    ``client`` is a ``chromadb`` client or a folder for a ``PersistentClient``. The collections use cosine
+    distance and record the UMR model fingerprint, so reopening them with another model (whose vectors
+    cannot be compared) raises instead of returning nonsense.
+    """
+    import os
+
+    import chromadb
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    if isinstance(client, (str, os.PathLike)):
+        client = chromadb.PersistentClient(
+            path=os.fspath(client), settings=chromadb.Settings(anonymized_telemetry=False)
+        )
+    embedder = embed_model.embedder
+    fingerprint = str(getattr(embedder, "fingerprint", "") or embed_model.model_name)
+    meta = {"umr_model_id": embed_model.model_name, "umr_fingerprint": fingerprint}
+    stores = []
+    for kind in ("text", "image"):
+        name = f"{collection}_{kind}"
+        col = client.get_or_create_collection(
+            name, configuration={"hnsw": {"space": "cosine"}}, metadata=meta, embedding_function=None
+        )
+        found = (col.metadata or {}).get("umr_fingerprint")
+        if found not in (None, fingerprint):
+            raise ValueError(
+                f"Chroma collection {name!r} holds vectors of {(col.metadata or {}).get('umr_model_id')!r} "
+                f"(fingerprint {found}); this embed model is {embed_model.model_name!r} (fingerprint "
+                f"{fingerprint}). Use another collection name or delete the old one."
+            )
+        stores.append(ChromaVectorStore(chroma_collection=col))
+    return stores[0], stores[1]
+
+
 def umr_multimodal_index(
     nodes: Sequence[BaseNode] | None = None,
     *,

@@ -21,8 +21,6 @@ from llama_index.core.schema import (
 )
 from llama_index.embeddings.umr.convert import image_from_location
 
-from umr.inputs import MultimodalInput
-
 logger = logging.getLogger(__name__)
 
 PAGE_KINDS = frozenset({"pdf", "image"})
@@ -119,8 +117,8 @@ class UMRRetriever(BaseRetriever):
             raise ValueError(f"similarity_top_k must be a positive int, got {value!r}")
         self._similarity_top_k = value
 
-    def queries(self, query_bundle: QueryBundle) -> list[MultimodalInput]:
-        """The UMR query inputs a ``QueryBundle`` stands for (text, image, or both)."""
+    def queries(self, query_bundle: QueryBundle) -> list[dict[str, Any]]:
+        """The UMR queries a ``QueryBundle`` stands for: ``{"text": ...}``, ``{"image": ...}`` or both."""
         image = None
         if query_bundle.image_path:
             image = image_from_location(query_bundle.image_path, "query image_path")
@@ -130,10 +128,10 @@ class UMRRetriever(BaseRetriever):
         if not texts:
             if image is None:
                 raise ValueError("empty query: give the QueryBundle a query_str or an image_path")
-            return [MultimodalInput(image=image)]
-        return [MultimodalInput(text=t, image=image) for t in texts]
+            return [{"image": image}]
+        return [{"text": t} if image is None else {"text": t, "image": image} for t in texts]
 
-    def _search(self, query: MultimodalInput) -> list[Any]:
+    def _search(self, query: dict[str, Any]) -> list[Any]:
         return self._store.search(
             query,
             k=self._similarity_top_k,
