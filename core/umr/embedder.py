@@ -132,10 +132,10 @@ class Embedder:
         logger.info("loaded %s (recipe %s) on %s as %s with %s attention", source, name, dev, dt, attn)
         return cls(
             model, tokenizer, image_processor, rec,
-            model_id=os.fspath(model_id_or_path), device=dev, dtype=dt, dim=dim,
+            model_id=_source_id(model_id_or_path), device=dev, dtype=dt, dim=dim,
             query_instruction=query_instruction, max_batch_tokens=max_batch_tokens, batch_size=batch_size,
             min_pixels=min_pixels, max_pixels=max_pixels, show_progress=show_progress,
-            fingerprint_seed=config.to_json_string(use_diff=False),
+            fingerprint_seed=_weights_identity(model_id_or_path, config),
         )
 
     # -- properties -------------------------------------------------------------------------------------
@@ -156,7 +156,7 @@ class Embedder:
         """
         h = hashlib.sha256()
         for part in (self._fingerprint_seed, self.recipe.name, str(self.min_pixels), str(self.max_pixels),
-                     str(self.dim), os.path.basename(self.model_id.rstrip("/\\"))):
+                     str(self.dim)):
             h.update(part.encode("utf-8", "surrogateescape"))
             h.update(b"\x00")
         return h.hexdigest()[:16]
@@ -307,6 +307,35 @@ def _hidden_size(model: Any) -> int:
     config = model.config
     text = getattr(config, "text_config", None) or config
     return int(text.hidden_size)
+
+
+def _weights_identity(model_id_or_path: str | os.PathLike, config: Any) -> str:
+    """Cheap content identity of a checkpoint: hub id + revision, or sampled bytes of local weights.
+
+    Sampling 16 x 64 KiB per weight file tells a fine-tuned copy from its base without reading gigabytes.
+    """
+    path = Path(os.fspath(model_id_or_path)).expanduser()
+    if not path.is_dir():
+        return f"{os.fspath(model_id_or_path)}@{getattr(config, '_commit_hash', None) or 'main'}"
+    h = hashlib.sha256()
+    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt") and p.is_file())
+    for f in files:
+        size = f.stat().st_size
+        h.update(f"{f.name}:{size}".encode())
+        with f.open("rb") as fh:
+            for k in range(16):
+                fh.seek(size * k // 16)
+                h.update(fh.read(65536))
+    cfg = path / "config.json"
+    if cfg.is_file():
+        h.update(cfg.read_bytes())
+    return h.hexdigest()
+
+
+def _source_id(model_id_or_path: str | os.PathLike) -> str:
+    """The hub id as given, or the absolute path of a local folder (valid from any directory)."""
+    path = Path(os.fspath(model_id_or_path)).expanduser()
+    return str(path.resolve()) if path.is_dir() else os.fspath(model_id_or_path)
 
 
 def _source(model_id_or_path: str | os.PathLike) -> str:

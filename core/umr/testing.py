@@ -157,7 +157,10 @@ def build_tiny_model(
         torch.manual_seed(seed)
         model = Qwen2VLForConditionalGeneration(config)
     model.eval()
-    model.save_pretrained(out)
+    from umr.modeling import quiet_transformers
+
+    with quiet_transformers():
+        model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     Qwen2VLImageProcessorPil(min_pixels=4 * 28 * 28, max_pixels=16384 * 28 * 28).save_pretrained(out)
     write_recipe_marker(out, recipe, tiny=True, seed=seed)

@@ -1,0 +1,77 @@
+"""Open an existing collection without loading a model (for ``umr stats`` / ``umr delete``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _client(path: str | os.PathLike | None, host: str | None, port: int) -> Any:
+    import chromadb
+    from chromadb.config import Settings
+
+    settings = Settings(anonymized_telemetry=False)
+    if host:
+        return chromadb.HttpClient(host=host, port=port, settings=settings)
+    assert path is not None
+    return chromadb.PersistentClient(path=os.fspath(path), settings=settings)
+
+
+def read_collection_info(
+    *, collection: str, path: str | os.PathLike | None = None, host: str | None = None, port: int = 8000
+) -> dict[str, Any] | None:
+    """The umr metadata of a collection (model id, dim, fingerprint), or ``None`` if it does not exist.
+
+    An embedded database folder that does not exist is not created.
+    """
+    if not host and (path is None or not Path(path).exists()):
+        return None
+    client = _client(path, host, port)
+    names = {c if isinstance(c, str) else c.name for c in client.list_collections()}
+    if collection not in names:
+        return None
+    col = client.get_collection(collection)
+    return dict(col.metadata or {})
+
+
+class RecordedModel:
+    """Stands in for the embedder a collection was built with: ids and sizes, no weights.
+
+    Enough for deleting, listing and counting; embedding raises with a clear message.
+    """
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        self.model_id = str(info.get("umr_model_id", "unknown"))
+        self.dim = int(info.get("umr_dim", 1))
+        self.fingerprint = str(info.get("umr_fingerprint", ""))
+        self.max_pixels = int(info.get("umr_max_pixels", 1) or 1)
+
+    def _no_model(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise RuntimeError(
+            f"this store was opened without a model; load {self.model_id!r} with umr.Embedder.from_pretrained "
+            "and pass it to ChromaStore to add or search"
+        )
+
+    embed_documents = _no_model
+    embed_queries = _no_model
+
+
+def open_existing(
+    *, collection: str, path: str | os.PathLike | None = None, host: str | None = None, port: int = 8000
+) -> Any:
+    """A ``ChromaStore`` on an existing collection, for management only (delete, stats, documents)."""
+    from umr.store.chroma import ChromaStore
+
+    info = read_collection_info(collection=collection, path=path, host=host, port=port)
+    if info is None:
+        where = f"{host}:{port}" if host else os.fspath(path or "")
+        raise FileNotFoundError(f"collection {collection!r} does not exist at {where}")
+    kwargs: dict[str, Any] = {"collection": collection}
+    if host:
+        kwargs.update(host=host, port=port)
+    else:
+        kwargs["path"] = path
+    return ChromaStore(RecordedModel(info), **kwargs)

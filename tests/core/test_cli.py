@@ -1,0 +1,183 @@
+"""The ``umr`` command line, driven as a user would (in-process for speed, plus one real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from umr.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def sample_docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import make_sample_data
+    finally:
+        sys.path.pop(0)
+    out = tmp_path_factory.mktemp("docs")
+    make_sample_data.main(out)
+    (out / "notes.txt").write_text("not a document type the indexer takes")
+    return out
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, tiny_model_dir, sample_docs):
+    db = tmp_path_factory.mktemp("db") / "umr_db"
+    rc = main(["index", str(sample_docs), "--db", str(db), "--model", str(tiny_model_dir), "--no-progress"])
+    assert rc == 0
+    return db
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_index_summary_and_rerun_skips(capsys, indexed, sample_docs, tiny_model_dir):
+    rc, out, _ = run(capsys, "index", str(sample_docs), "--db", str(indexed), "--model", str(tiny_model_dir),
+                     "--json")
+    assert rc == 0
+    report = json.loads(out)
+    assert report["pages_added"] == 0 and report["files_skipped"] == 4 and report["pages_skipped"] == 5
+    assert report["ignored"] == 1 and report["failed"] == []
+
+
+def test_search_uses_the_index_model_and_prints_json(capsys, indexed):
+    rc, out, _ = run(capsys, "search", "total due on the invoice", "--db", str(indexed), "-k", "3", "--json")
+    assert rc == 0
+    rows = json.loads(out)
+    assert len(rows) == 3 and [r["rank"] for r in rows] == [1, 2, 3]
+    assert rows[0]["score"] >= rows[1]["score"] >= rows[2]["score"]
+    assert all(r["source"].endswith((".pdf", ".png")) and r["page"] >= 1 for r in rows)
+    assert all(r["image_uri"].startswith("file://") for r in rows)
+    rc, out, _ = run(capsys, "search", "router", "--db", str(indexed))
+    assert rc == 0 and "p.1" in out
+
+
+def test_search_with_image_and_fused_query(capsys, indexed, sample_docs):
+    img = str(sample_docs / "visitors_chart.png")
+    rc, out, _ = run(capsys, "search", "--image", img, "--db", str(indexed), "-k", "1", "--json")
+    assert rc == 0
+    assert json.loads(out)[0]["source"].endswith("visitors_chart.png")  # the same image is the nearest page
+    rc, out, _ = run(capsys, "search", "visitors", "--image", img, "--db", str(indexed), "-k", "2", "--json")
+    assert rc == 0 and len(json.loads(out)) == 2
+
+
+def test_stats_and_delete(capsys, indexed, sample_docs, tmp_path):
+    db = tmp_path / "copy_db"
+    shutil.copytree(indexed, db)
+    rc, out, _ = run(capsys, "stats", "--db", str(db), "--json")
+    stats = json.loads(out)
+    assert rc == 0 and stats["records"] == 5 and stats["documents"] == 4
+    rc, out, _ = run(capsys, "delete", str(sample_docs / "router_manual.pdf"), "--db", str(db))
+    assert rc == 0 and "removed 2" in out
+    rc, out, _ = run(capsys, "stats", "--db", str(db), "--json")
+    assert json.loads(out)["records"] == 3
+    rc, _, err = run(capsys, "delete", str(sample_docs / "router_manual.pdf"), "--db", str(db))
+    assert rc == 1 and "nothing stored" in err
+
+
+def test_failed_files_give_exit_code_1_and_reasons(capsys, tmp_path, tiny_model_dir, sample_docs):
+    docs = tmp_path / "mixed"
+    docs.mkdir()
+    shutil.copy(sample_docs / "invoice.pdf", docs / "good.pdf")
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.7\n this is not really a pdf")
+    (docs / "empty.pdf").write_bytes(b"")
+    rc, out, _ = run(capsys, "index", str(docs), "--db", str(tmp_path / "db"), "--model", str(tiny_model_dir),
+                     "--no-progress")
+    assert rc == 1
+    assert "1 page(s) added" in out and "2 failed" in out
+    assert "broken.pdf" in out and "empty.pdf" in out
+
+
+@pytest.mark.parametrize(
+    "argv,code,needle",
+    [
+        (["index", "/no/such/path"], 2, "no such file or directory"),
+        (["search", "--db", "/no/such/db", "hello"], 1, "no index"),
+        (["search", "--db", "DB"], 2, "give a query"),
+        (["search", "q", "-k", "0", "--db", "DB"], 2, "-k"),
+        (["eval", "/no/such/dataset"], 2, "no such dataset"),
+        (["stats", "--db", "/no/such/db"], 1, "no index"),
+    ],
+)
+def test_usage_errors_are_one_line(capsys, tmp_path, argv, code, needle):
+    argv = [a.replace("DB", str(tmp_path)) for a in argv]
+    rc, _, err = run(capsys, *argv)
+    assert rc == code
+    assert needle in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_empty_folder(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    rc, _, err = run(capsys, "index", str(tmp_path / "empty"), "--db", str(tmp_path / "db"))
+    assert rc == 1 and "no PDF or image files" in err
+
+
+def test_model_not_found_offline_is_one_line(capsys, tmp_path, sample_docs):
+    rc, _, err = run(capsys, "index", str(sample_docs / "invoice.pdf"), "--db", str(tmp_path / "db"),
+                     "--model", "Alibaba-NLP/gme-Qwen2-VL-2B-Instruct")
+    assert rc == 1
+    assert "Alibaba-NLP/gme-Qwen2-VL-2B-Instruct" in err and "local" in err and "Traceback" not in err
+
+
+def test_readonly_db(capsys, indexed, tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root ignores file permissions")
+    db = tmp_path / "ro"
+    shutil.copytree(indexed, db)
+    os.chmod(db, 0o555)
+    try:
+        rc, _, err = run(capsys, "search", "x", "--db", str(db))
+        assert rc == 1 and "not writable" in err
+    finally:
+        os.chmod(db, 0o755)
+
+
+def test_eval_on_beir_layout(capsys, tmp_path, tiny_model_dir, sample_docs):
+    ds = tmp_path / "ds"
+    (ds / "qrels").mkdir(parents=True)
+    (ds / "images").mkdir()
+    shutil.copy(sample_docs / "visitors_chart.png", ds / "images" / "chart.png")
+    corpus = [
+        {"_id": "d1", "text": "Invoice total due EUR 792"},
+        {"_id": "d2", "image": "images/chart.png"},
+        {"_id": "d3", "title": "Router", "text": "press the reset button"},
+    ]
+    queries = [{"_id": "q1", "text": "Invoice total due EUR 792"}, {"_id": "q2", "image": "images/chart.png"}]
+    (ds / "corpus.jsonl").write_text("\n".join(json.dumps(r) for r in corpus))
+    (ds / "queries.jsonl").write_text("\n".join(json.dumps(r) for r in queries))
+    (ds / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t1\n")
+    out_file = tmp_path / "result.json"
+    rc, out, _ = run(capsys, "eval", str(ds), "--model", str(tiny_model_dir), "-k", "1,3", "--out", str(out_file))
+    assert rc == 0 and "recall@1" in out
+    result = json.loads(out_file.read_text())
+    # a query identical to its document (text-text, image-image) must be ranked first even by a random model
+    assert result["retrieval"]["recall@1"] == 1.0 and result["retrieval"]["mrr"] == 1.0
+    assert result["queries"] == 2 and result["corpus"] == 3
+
+
+def test_models_table(capsys):
+    rc, out, _ = run(capsys, "models", "--json")
+    rows = json.loads(out)
+    assert rc == 0 and any(r["model_id"] == "Alibaba-NLP/gme-Qwen2-VL-2B-Instruct" for r in rows)
+
+
+def test_console_script_runs_in_a_subprocess(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "core"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "umr.cli", "--version"], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("umr ")
+    proc = subprocess.run([sys.executable, "-m", "umr.cli"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2 and "index" in proc.stderr
