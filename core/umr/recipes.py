@@ -86,32 +86,41 @@ class EmbedRecipe:
 
 @dataclass(frozen=True)
 class RerankRecipe:
-    """A pointwise generative reranker: prompt (query, candidate), read two answer-token logits."""
+    """A pointwise generative reranker: prompt (query, candidate), read two answer-token logits.
+
+    ``template`` is the whole prompt, chat markup included, formatted with ``instruction``, ``query`` and
+    ``candidate``; the query and the candidate are each rendered as their image placeholder and text, in
+    the order ``image_first`` says. Images enter the prompt in the order their placeholders appear in
+    ``template`` (MonoQwen puts the candidate before the query). The score reads the next-token logits of
+    ``yes_token`` and ``no_token`` at the last position only.
+    """
 
     name: str
     family: str
+    #: transformers model_type of the checkpoint (qwen2_vl, qwen2_5_vl, qwen3_vl, ...)
     backbone: str
-    #: formatted with ``instruction``, ``query`` and ``candidate`` (each already rendered to text with
-    #: image placeholders where the input has an image)
     template: str
+    #: what fills ``{instruction}`` unless the caller gives another one
     default_instruction: str
     yes_token: str
     no_token: str
     #: "softmax": P(yes) = softmax([yes, no])[0]; "sigmoid": sigmoid(yes - no). Both equal in value
     #: for two logits; kept apart because the model cards describe them differently.
     score: Literal["softmax", "sigmoid"] = "softmax"
-    #: order of the candidate and the query inside the prompt (MonoQwen puts the document first)
-    candidate_first: bool = False
+    image_first: bool = True
     image_placeholder: str = QWEN_IMAGE
     image_pad_token: str = QWEN_IMAGE_PAD
+    #: first resize like qwen-vl-utils ``fetch_image`` before the image processor resizes again
     pre_resize: bool = True
     min_pixels: int = 4 * 28 * 28
     max_pixels: int = 1024 * 28 * 28
+    #: longest prompt (query + candidate, visual tokens included); longer candidate text is cut to fit
     max_length: int = 4096
     positions: Positions = "mrope"
-    #: peft LoRA adapter on top of ``base_model`` (MonoQwen2-VL)
-    adapter_of: str | None = None
     padding_side: Literal["left", "right"] = "left"
+    #: the checkpoint is a peft LoRA adapter; base model used when its adapter_config.json names none
+    adapter_of: str | None = None
+    preferred_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
 
 
 @dataclass(frozen=True)
@@ -203,22 +212,78 @@ EMBED_RECIPES: dict[str, EmbedRecipe] = {r.name: r for r in (GME, U_MARVEL, DSE)
 # ---------------------------------------------------------------------------------------------------
 # Reranking recipes
 # ---------------------------------------------------------------------------------------------------
+_QWEN_RERANK_CHAT = (
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
+
+# Off-the-shelf Qwen2-VL / Qwen2.5-VL Instruct as a zero-shot judge (MM-Embed, U-MARVEL). The wording is
+# the LamRA / U-MARVEL judge prompt (typo "responed" fixed); the parts are put on their own lines, and the
+# Qwen2-VL chat template's default system turn is kept, as apply_chat_template would render it.
 QWEN_ZERO_SHOT = RerankRecipe(
     name="qwen-vl-yesno",
     family="zero-shot MLLM",
     backbone="qwen2_vl",
-    template=(
-        "<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\n"
-        "Query: {query}\nCandidate: {candidate}\n"
-        "Does the candidate match the query? Answer Yes or No.<|im_end|>\n<|im_start|>assistant\n"
+    template=_QWEN_RERANK_CHAT.replace("{user}", "{instruction}\nQuery: {query}\nCandidate: {candidate}"),
+    default_instruction=(
+        "I will provide you with a query and a candidate. Please evaluate whether the candidate meets the "
+        "requirements of the query. If it does, respond with 'Yes'; if it doesn't, respond with 'No'."
     ),
-    default_instruction="You are a helpful assistant that judges whether a candidate matches a search query.",
     yes_token="Yes",
     no_token="No",
     score="softmax",
+    pre_resize=True,
+    min_pixels=4 * 28 * 28,
+    max_pixels=1024 * 28 * 28,
+    max_length=4096,
 )
 
-RERANK_RECIPES: dict[str, RerankRecipe] = {r.name: r for r in (QWEN_ZERO_SHOT,)}
+# lightonai/MonoQwen2-VL-v0.1: LoRA on Qwen2-VL-2B-Instruct, MonoT5 objective. One user turn holding the
+# page image first, then the model card's prompt; P(True) from softmax over [True, False].
+MONOQWEN = RerankRecipe(
+    name="monoqwen2-vl",
+    family="MonoQwen2-VL",
+    backbone="qwen2_vl",
+    template=_QWEN_RERANK_CHAT.replace("{user}", "{candidate}{instruction} The query is: {query}"),
+    default_instruction=(
+        "Assert the relevance of the previous image document to the following query, answer True or False."
+    ),
+    yes_token="True",
+    no_token="False",
+    score="softmax",
+    pre_resize=False,  # the card calls the Qwen2-VL processor directly: one resize
+    min_pixels=4 * 28 * 28,
+    max_pixels=1280 * 28 * 28,  # the processor default is 16384*28*28; pass max_pixels= to match it
+    max_length=8192,
+    adapter_of="Qwen/Qwen2-VL-2B-Instruct",
+)
+
+# Qwen/Qwen3-VL-Reranker-2B / -8B: fixed judge system prompt, task instruction in the user turn, query
+# and document content (image before text), sigmoid(logit_yes - logit_no) at the last position.
+QWEN3_VL_RERANKER = RerankRecipe(
+    name="qwen3-vl-reranker",
+    family="Qwen3-VL-Reranker",
+    backbone="qwen3_vl",
+    template=(
+        "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the "
+        'Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n'
+        "<|im_start|>user\n<Instruct>: {instruction}<Query>:{query}\n<Document>:{candidate}<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    ),
+    default_instruction="Given a search query, retrieve relevant candidates that answer the query.",
+    yes_token="yes",
+    no_token="no",
+    score="sigmoid",
+    pre_resize=False,  # qwen-vl-utils resizes once (factor 32), the processor then does not resize
+    min_pixels=4 * 32 * 32,
+    max_pixels=1800 * 32 * 32,
+    max_length=10240,
+)
+
+RERANK_RECIPES: dict[str, RerankRecipe] = {r.name: r for r in (QWEN_ZERO_SHOT, MONOQWEN, QWEN3_VL_RERANKER)}
+
+#: what ``Reranker.from_pretrained()`` loads when given no model
+DEFAULT_RERANKER = "Qwen/Qwen3-VL-Reranker-2B"
 
 # ---------------------------------------------------------------------------------------------------
 # Published checkpoints
@@ -241,11 +306,31 @@ MODELS: tuple[ModelEntry, ...] = (
         "screenshot / page retrieval, Matryoshka dims",
     ),
     ModelEntry(
+        "Qwen/Qwen3-VL-Reranker-2B", "qwen3-vl-reranker", "reranker", "2B", None, "apache-2.0",
+        "default reranker; text, image and fused queries and candidates",
+    ),
+    ModelEntry(
+        "Qwen/Qwen3-VL-Reranker-8B", "qwen3-vl-reranker", "reranker", "8B", None, "apache-2.0",
+        "higher quality Qwen3-VL reranker; same recipe",
+    ),
+    ModelEntry(
+        "lightonai/MonoQwen2-VL-v0.1", "monoqwen2-vl", "reranker", "2.2B", None, "apache-2.0",
+        "page-image reranker (LoRA on Qwen2-VL-2B-Instruct; needs umr[peft])",
+    ),
+    ModelEntry(
         "Qwen/Qwen2-VL-2B-Instruct", "qwen-vl-yesno", "reranker", "2.2B", None, "apache-2.0",
         "zero-shot Yes/No reranker",
     ),
     ModelEntry(
         "Qwen/Qwen2-VL-7B-Instruct", "qwen-vl-yesno", "reranker", "8.3B", None, "apache-2.0",
+        "zero-shot Yes/No reranker",
+    ),
+    ModelEntry(
+        "Qwen/Qwen2.5-VL-3B-Instruct", "qwen-vl-yesno", "reranker", "3.8B", None, "qwen-research",
+        "zero-shot Yes/No reranker (non-commercial licence)",
+    ),
+    ModelEntry(
+        "Qwen/Qwen2.5-VL-7B-Instruct", "qwen-vl-yesno", "reranker", "8.3B", None, "apache-2.0",
         "zero-shot Yes/No reranker",
     ),
 )

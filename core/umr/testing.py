@@ -13,6 +13,7 @@ loads back through the same ``from_pretrained`` path a user's real checkpoint ta
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,142 @@ def tiny_qwen2_vl_config(vocab_size: int, token_ids: dict[str, int], hidden: int
     )
 
 
+def tiny_qwen3_vl_config(vocab_size: int, token_ids: dict[str, int], hidden: int = 64, layers: int = 2) -> Any:
+    """A Qwen3-VL config a few layers deep (interleaved M-RoPE, DeepStack vision features, untied lm_head)."""
+    from transformers import Qwen3VLConfig
+
+    heads = 4
+    head_dim = hidden // heads
+    half = head_dim // 2
+    mrope = [half - 2 * (half // 4), half // 4, half // 4]
+    return Qwen3VLConfig(
+        text_config={
+            "vocab_size": vocab_size,
+            "hidden_size": hidden,
+            "intermediate_size": hidden * 2,
+            "num_hidden_layers": layers,
+            "num_attention_heads": heads,
+            "num_key_value_heads": 2,
+            "head_dim": head_dim,
+            "max_position_embeddings": 4096,
+            "rms_norm_eps": 1e-6,
+            "rope_parameters": {
+                "rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope, "mrope_interleaved": True,
+            },
+            "bos_token_id": token_ids["<|endoftext|>"],
+            "eos_token_id": token_ids["<|im_end|>"],
+            "pad_token_id": token_ids["<|endoftext|>"],
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "in_channels": 3,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": hidden,
+            "num_position_embeddings": 64,
+            "deepstack_visual_indexes": [0],
+        },
+        image_token_id=token_ids["<|image_pad|>"],
+        video_token_id=token_ids["<|video_pad|>"],
+        vision_start_token_id=token_ids["<|vision_start|>"],
+        vision_end_token_id=token_ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
+
+
+def tiny_qwen2_5_vl_config(
+    vocab_size: int, token_ids: dict[str, int], hidden: int = 64, layers: int = 2
+) -> Any:
+    """A Qwen2.5-VL config a few layers deep (windowed vision attention, one full-attention block)."""
+    from transformers import Qwen2_5_VLConfig
+
+    text = tiny_qwen2_vl_config(vocab_size, token_ids, hidden=hidden, layers=layers).text_config.to_dict()
+    return Qwen2_5_VLConfig(
+        text_config={k: v for k, v in text.items() if k not in ("model_type", "architectures")},
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "in_channels": 3,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": 56,
+            "out_hidden_size": hidden,
+            "fullatt_block_indexes": [1],
+        },
+        image_token_id=token_ids["<|image_pad|>"],
+        video_token_id=token_ids["<|video_pad|>"],
+        vision_start_token_id=token_ids["<|vision_start|>"],
+        vision_end_token_id=token_ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+
+
+_QWEN2_IMAGE_PROCESSOR = {"min_pixels": 4 * 28 * 28, "max_pixels": 16384 * 28 * 28}
+#: backbone (a recipe's ``backbone``) -> (config builder, model class name, image processor settings)
+TINY_ARCHITECTURES: dict[str, tuple[Any, str, dict[str, Any]]] = {
+    "qwen2_vl": (tiny_qwen2_vl_config, "Qwen2VLForConditionalGeneration", _QWEN2_IMAGE_PROCESSOR),
+    "qwen2_5_vl": (tiny_qwen2_5_vl_config, "Qwen2_5_VLForConditionalGeneration", _QWEN2_IMAGE_PROCESSOR),
+    # Qwen3-VL: 16-pixel patches (factor 32) and mean/std 0.5, as in its preprocessor_config.json
+    "qwen3_vl": (
+        tiny_qwen3_vl_config,
+        "Qwen3VLForConditionalGeneration",
+        {
+            "patch_size": 16, "merge_size": 2, "temporal_patch_size": 2, "image_mean": [0.5, 0.5, 0.5],
+            "image_std": [0.5, 0.5, 0.5], "min_pixels": 4 * 32 * 32, "max_pixels": 16384 * 32 * 32,
+        },
+    ),
+}
+
+
+def _save_tiny(out: Path, backbone: str, tokenizer: Any, seed: int, hidden_size: int, num_layers: int) -> None:
+    import torch
+    import transformers
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    make_config, class_name, image_settings = TINY_ARCHITECTURES[backbone]
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    config = make_config(len(tokenizer), ids, hidden=hidden_size, layers=num_layers)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = getattr(transformers, class_name)(config)
+    model.eval()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    Qwen2VLImageProcessorPil(**image_settings).save_pretrained(out)
+
+
+def _save_tiny_lora(adapter_dir: Path, base_dir: Path, seed: int, rank: int = 4) -> None:
+    """A random (non-zero) LoRA adapter on the language model's attention of the tiny base model."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:
+        raise ImportError(
+            "a tiny LoRA-adapter reranker needs peft: pip install 'umr[peft]' (or pip install peft)"
+        ) from exc
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    base = AutoModelForImageTextToText.from_pretrained(base_dir, dtype=torch.float32)
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)",
+        init_lora_weights=False,  # random A and B, so the adapter really changes the scores
+    )
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # a transformers deprecation inside peft
+        torch.manual_seed(seed + 1000)
+        peft_model = get_peft_model(base, config)
+    peft_model.save_pretrained(adapter_dir)
+
+
 def build_tiny_model(
     path: str | os.PathLike,
     recipe: str = "gme",
@@ -134,34 +271,44 @@ def build_tiny_model(
     hidden_size: int = 64,
     num_layers: int = 2,
     vocab_size: int = 512,
+    backbone: str | None = None,
 ) -> Path:
-    """Write a tiny random-weight Qwen2-VL checkpoint (model, tokenizer, image processor) to ``path``.
+    """Write a tiny random-weight checkpoint (model, tokenizer, image processor) to ``path``.
 
-    ``recipe`` is any embedding or reranking recipe name using a Qwen2-VL backbone; it is recorded in
-    ``umr.json`` so ``Embedder.from_pretrained(path)`` / ``Reranker.from_pretrained(path)`` find it.
-    Deterministic for a given ``seed``. Returns the path.
+    ``recipe`` is any embedding or reranking recipe name; the architecture follows the recipe's
+    ``backbone`` (Qwen2-VL or Qwen3-VL) unless ``backbone`` names another one of ``TINY_ARCHITECTURES``
+    (the zero-shot reranker recipe also runs on ``"qwen2_5_vl"``). The name is recorded in ``umr.json`` so
+    ``Embedder.from_pretrained(path)`` / ``Reranker.from_pretrained(path)`` find it. For a recipe whose
+    checkpoints are LoRA adapters (``adapter_of``, MonoQwen2-VL), a tiny base model goes to ``path/base``
+    and a random peft LoRA adapter on it to ``path`` (needs peft). Deterministic for a given ``seed``.
+    Returns the path.
     """
-    import torch
-    from transformers import Qwen2VLForConditionalGeneration
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    if recipe not in EMBED_RECIPES and recipe not in RERANK_RECIPES:
+    if recipe in EMBED_RECIPES:
+        native, adapter = EMBED_RECIPES[recipe].backbone, False
+    elif recipe in RERANK_RECIPES:
+        native, adapter = RERANK_RECIPES[recipe].backbone, RERANK_RECIPES[recipe].adapter_of is not None
+    else:
         valid = sorted({*EMBED_RECIPES, *RERANK_RECIPES})
         raise ValueError(f"unknown recipe {recipe!r}; valid: {', '.join(valid)}")
+    backbone = backbone or native
+    if backbone not in TINY_ARCHITECTURES:
+        raise ValueError(
+            f"no tiny model for backbone {backbone!r} (recipe {recipe!r}); "
+            f"available: {', '.join(sorted(TINY_ARCHITECTURES))}"
+        )
+    from umr.modeling import quiet_transformers
+
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_tokenizer(vocab_size)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    config = tiny_qwen2_vl_config(len(tokenizer), ids, hidden=hidden_size, layers=num_layers)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Qwen2VLForConditionalGeneration(config)
-    model.eval()
-    from umr.modeling import quiet_transformers
-
     with quiet_transformers():
-        model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    Qwen2VLImageProcessorPil(min_pixels=4 * 28 * 28, max_pixels=16384 * 28 * 28).save_pretrained(out)
+        if adapter:
+            base_dir = out / "base"
+            base_dir.mkdir(exist_ok=True)
+            _save_tiny(base_dir, backbone, tokenizer, seed, hidden_size, num_layers)
+            # like the published adapter repository: adapter files only; tokenizer and processor from the base
+            _save_tiny_lora(out, base_dir, seed)
+        else:
+            _save_tiny(out, backbone, tokenizer, seed, hidden_size, num_layers)
     write_recipe_marker(out, recipe, tiny=True, seed=seed)
     return out
