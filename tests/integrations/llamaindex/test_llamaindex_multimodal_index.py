@@ -151,3 +151,42 @@ def test_text_vector_store_index(client, umr_embed, tiny_embedder) -> None:
     assert [r.score for r in results] == pytest.approx(
         sorted(chroma_score(c) for c in cosine.values())[::-1], abs=1e-4
     )
+
+
+def test_query_engine_reranks_pages_with_umr(client, umr_embed, tiny_reranker_dir, page_images, page_texts) -> None:
+    """Text query -> Chroma text + image collections -> UMRRerank -> ImageNodes in the reranker's order."""
+    from llama_index.core.llms import MockLLM
+    from llama_index.postprocessor.umr_rerank import UMRRerank
+
+    import umr
+
+    reranker = umr.Reranker.from_pretrained(tiny_reranker_dir, device="cpu")
+    text_store, image_store = umr_chroma_vector_stores(client, umr_embed, "qe")
+    # pages without a text layer go to the image collection only; passages to the text collection
+    pages = [
+        ImageNode(id_=f"page-{i + 1}", image_path=str(p), metadata={"source": "report.pdf", "page": i + 1})
+        for i, p in enumerate(page_images)
+    ]
+    index = umr_multimodal_index(
+        pages + text_nodes(), embed_model=umr_embed, vector_store=text_store, image_vector_store=image_store
+    )
+    query = "quarterly revenue chart"
+    retrieved = index.as_retriever(similarity_top_k=1, image_similarity_top_k=4).retrieve(query)
+    candidates = [
+        {"image": n.node.image_path} if isinstance(n.node, ImageNode) else n.node.get_content()
+        for n in retrieved
+    ]
+    truth = dict(zip((n.node.node_id for n in retrieved), reranker.score(query, candidates)))
+    expected = sorted(truth, key=truth.get, reverse=True)[:3]
+
+    engine = index.as_query_engine(
+        llm=MockLLM(), similarity_top_k=1, image_similarity_top_k=4,
+        node_postprocessors=[UMRRerank(reranker=reranker, top_n=3)],
+    )
+    response = engine.query(query)
+    assert [n.node.node_id for n in response.source_nodes] == expected
+    assert [n.score for n in response.source_nodes] == pytest.approx([truth[i] for i in expected], abs=1e-5)
+    image_nodes = response.metadata["image_nodes"]
+    assert image_nodes and all(isinstance(n.node, ImageNode) and n.node.image_path for n in image_nodes)
+    assert [n.node.node_id for n in image_nodes] == [i for i in expected if i.startswith("page-")]
+    assert all("retrieval_score" in n.node.metadata for n in response.source_nodes)

@@ -91,11 +91,13 @@ def node_image(node: BaseNode) -> Path | bytes | None:
     what = f"image of node {node.node_id!r}"
     if node.image:
         return _decode_base64(node.image, what)
-    if node.image_path:
-        return image_from_location(node.image_path, what)
-    if node.image_url:
-        return image_from_location(node.image_url, what)
-    return None
+    location = node.image_path or node.image_url
+    if not location:
+        return None
+    image = image_from_location(location, what)
+    if isinstance(image, Path) and not image.is_file():
+        raise InputError(f"{what}: {os.fsdecode(image)!r} is not a readable file; fix image_path / image_url")
+    return image
 
 
 def node_input(node: BaseNode, include_image_text: bool = False) -> MultimodalInput:

@@ -3,6 +3,6 @@
 >>> from llama_index.postprocessor.umr_rerank import UMRRerank
 """
 
-from llama_index.postprocessor.umr_rerank.base import DEFAULT_RERANKER, UMRRerank
+from llama_index.postprocessor.umr_rerank.base import UMRRerank
 
-__all__ = ["DEFAULT_RERANKER", "UMRRerank"]
+__all__ = ["UMRRerank"]

@@ -14,13 +14,15 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 from llama_index.embeddings.umr.convert import image_from_location, node_input
 
 from umr.inputs import MultimodalInput
+from umr.recipes import DEFAULT_RERANKER
 
 logger = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
 
-#: zero-shot Yes/No reranker used when no model is named
-DEFAULT_RERANKER = "Qwen/Qwen2-VL-2B-Instruct"
-_LOAD_OPTIONS = ("device", "dtype", "recipe", "attn_implementation", "trust_remote_code")
+_LOAD_OPTIONS = (
+    "device", "dtype", "recipe", "min_pixels", "max_pixels", "attn_implementation", "base_model",
+    "trust_remote_code",
+)
 
 
 class UMRRerank(BaseNodePostprocessor):
@@ -46,9 +48,27 @@ class UMRRerank(BaseNodePostprocessor):
     score_key: str = Field(
         default="retrieval_score", description="Metadata key that keeps the first-stage score."
     )
+    instruction: str | None = Field(
+        default=None, description="Reranking instruction (None: the reranker's own or the recipe default)."
+    )
+    fuse_weight: float | None = Field(
+        default=None, ge=0,
+        description=(
+            "Rank by first-stage score + fuse_weight * rerank score (umr.fuse; U-MARVEL uses 0.1) instead of "
+            "the rerank score alone. The fused value becomes the node score; the rerank score is kept in "
+            "metadata['rerank_score']."
+        ),
+    )
+    batch_size: int | None = Field(default=None, gt=0, description="Most pairs per forward pass (reranker default).")
+    max_batch_tokens: int | None = Field(
+        default=None, gt=0, description="Padded-token budget of one forward pass (reranker default)."
+    )
     device: str | None = Field(default=None, description="Device when loading from model_name (auto if None).")
     dtype: str | None = Field(default=None, description="dtype when loading (bf16 on CUDA, float32 on CPU).")
     recipe: str | None = Field(default=None, description="Rerank recipe for a local model without umr.json.")
+    min_pixels: int | None = Field(default=None, description="Lower pixel budget per image (recipe default).")
+    max_pixels: int | None = Field(default=None, description="Upper pixel budget per image (recipe default).")
+    base_model: str | None = Field(default=None, description="Base model of a LoRA-adapter reranker (local copy).")
     attn_implementation: str | None = Field(default=None, description="Attention implementation (auto).")
     trust_remote_code: bool = Field(default=False, description="Allow models that ship their own code.")
 
@@ -140,21 +160,47 @@ class UMRRerank(BaseNodePostprocessor):
             },
         ) as event:
             inputs = [node_input(c.node, self.include_image_text) for c in candidates]
-            ranked = self._reranker.rerank(query, inputs, top_n=top_n)
-            out = [self._rescored(candidates[int(i)], float(score)) for i, score in ranked]
+            out = self._rank(query, candidates, inputs, top_n)
             event.on_end(payload={EventPayload.NODES: out})
         dispatcher.event(ReRankEndEvent(nodes=out))
         return out
 
-    def _rescored(self, item: NodeWithScore, score: float) -> NodeWithScore:
+    def _rank(
+        self, query: MultimodalInput, candidates: list[NodeWithScore], inputs: list[MultimodalInput], top_n: int
+    ) -> list[NodeWithScore]:
+        options: dict[str, Any] = {}
+        if self.batch_size is not None:
+            options["batch_size"] = self.batch_size
+        if self.max_batch_tokens is not None:
+            options["max_batch_tokens"] = self.max_batch_tokens
+        if self.fuse_weight is None:
+            ranked = self._reranker.rerank(query, inputs, top_n=top_n, instruction=self.instruction, **options)
+            return [self._rescored(candidates[int(i)], float(score)) for i, score in ranked]
+        import umr
+
+        missing = [c.node.node_id for c in candidates if c.score is None]
+        if missing:
+            raise ValueError(
+                f"fuse_weight needs a first-stage score on every node; node(s) {missing[:3]} have none. "
+                "Unset fuse_weight or score the nodes first."
+            )
+        scores = self._reranker.score(query, inputs, self.instruction, **options)
+        fused = umr.fuse([float(c.score) for c in candidates], scores, self.fuse_weight)
+        order = sorted(range(len(candidates)), key=lambda i: -fused[i])[:top_n]
+        return [self._rescored(candidates[i], fused[i], rerank_score=scores[i]) for i in order]
+
+    def _rescored(self, item: NodeWithScore, score: float, rerank_score: float | None = None) -> NodeWithScore:
         node = item.node
         metadata = dict(node.metadata)
+        added = [self.score_key]
         if item.score is not None and self.score_key not in metadata:
             metadata[self.score_key] = float(item.score)
+        if rerank_score is not None:
+            metadata["rerank_score"] = float(rerank_score)
+            added.append("rerank_score")
         update: dict[str, Any] = {"metadata": metadata}
         for field in ("excluded_llm_metadata_keys", "excluded_embed_metadata_keys"):
             keys = list(getattr(node, field))
-            if self.score_key not in keys:
-                keys.append(self.score_key)
+            keys += [k for k in added if k not in keys]
             update[field] = keys
         return NodeWithScore(node=node.model_copy(update=update), score=score)
