@@ -50,7 +50,7 @@ def expected_scores(reranker, nodes, page_images) -> dict[str, float]:
 
 def test_reorders_by_the_rerankers_scores(tiny_reranker, nodes, page_images) -> None:
     rerank = UMRRerank(reranker=tiny_reranker, top_n=3)
-    assert isinstance(rerank, BaseNodePostprocessor) and rerank.model_name == tiny_reranker.model_id
+    assert isinstance(rerank, BaseNodePostprocessor) and rerank.model == tiny_reranker.model_id
     out = rerank.postprocess_nodes(nodes, query_str=QUERY)
     truth = expected_scores(tiny_reranker, nodes, page_images)
     assert len({round(v, 6) for v in truth.values()}) == 5  # distinct scores: the order is meaningful
@@ -127,10 +127,14 @@ def test_errors(tiny_reranker, nodes, tmp_path) -> None:
         UMRRerank(reranker=tiny_reranker, device="cpu")
     with pytest.raises(TypeError, match="rerank"):
         UMRRerank(reranker=object())
+    with pytest.raises(ValueError, match="does not match"):
+        UMRRerank("Qwen/Qwen2-VL-7B-Instruct", reranker=tiny_reranker)
+    with pytest.raises(ValueError, match="disagree"):
+        UMRRerank(model="a", model_name="b")
 
 
 def test_built_from_a_model_path(tiny_reranker_dir, tiny_reranker, nodes, page_images) -> None:
-    rerank = UMRRerank(model_name=str(tiny_reranker_dir), device="cpu", top_n=2)
+    rerank = UMRRerank(model=str(tiny_reranker_dir), device="cpu", top_n=2)
     assert rerank.reranker is not tiny_reranker
     out = rerank.postprocess_nodes(nodes[:2], query_str=QUERY)
     truth = expected_scores(tiny_reranker, nodes, page_images)

@@ -35,11 +35,12 @@ class UMRRerank(BaseNodePostprocessor):
     come twice (a multimodal index returns a page from its text and its image store) are scored once.
 
     >>> from llama_index.postprocessor.umr_rerank import UMRRerank
-    >>> rerank = UMRRerank(model_name="Qwen/Qwen2-VL-2B-Instruct", top_n=3)       # doctest: +SKIP
+    >>> rerank = UMRRerank(model="Qwen/Qwen2-VL-2B-Instruct", top_n=3)            # doctest: +SKIP
+    >>> rerank = UMRRerank(reranker=umr.Reranker.from_pretrained(...), top_n=3)  # doctest: +SKIP
     >>> engine = index.as_query_engine(similarity_top_k=20, node_postprocessors=[rerank])  # doctest: +SKIP
     """
 
-    model_name: str = Field(default=DEFAULT_RERANKER, description="Hub id or local directory of the reranker.")
+    model: str = Field(default=DEFAULT_RERANKER, description="Hub id or local directory of the reranker.")
     top_n: int | None = Field(default=5, ge=1, description="Nodes to keep (None: keep all, reordered).")
     include_image_text: bool = Field(
         default=False,
@@ -63,7 +64,7 @@ class UMRRerank(BaseNodePostprocessor):
     max_batch_tokens: int | None = Field(
         default=None, gt=0, description="Padded-token budget of one forward pass (reranker default)."
     )
-    device: str | None = Field(default=None, description="Device when loading from model_name (auto if None).")
+    device: str | None = Field(default=None, description="Device when loading from model (auto if None).")
     dtype: str | None = Field(default=None, description="dtype when loading (bf16 on CUDA, float32 on CPU).")
     recipe: str | None = Field(default=None, description="Rerank recipe for a local model without umr.json.")
     min_pixels: int | None = Field(default=None, description="Lower pixel budget per image (recipe default).")
@@ -76,12 +77,17 @@ class UMRRerank(BaseNodePostprocessor):
 
     def __init__(
         self,
-        model_name: str | None = None,
+        model: str | None = None,
         *,
         reranker: Any | None = None,
+        model_name: str | None = None,
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
+        if model_name is not None:  # the spelling of UMREmbedding, accepted here too
+            if model is not None and model != model_name:
+                raise ValueError(f"model={model!r} and model_name={model_name!r} disagree; pass one")
+            model = model_name
         if reranker is not None:
             if not callable(getattr(reranker, "rerank", None)):
                 raise TypeError(
@@ -90,23 +96,21 @@ class UMRRerank(BaseNodePostprocessor):
             ignored = sorted(k for k in _LOAD_OPTIONS if kwargs.get(k) not in (None, False))
             if ignored:
                 raise ValueError(
-                    f"{', '.join(ignored)} only apply when UMRRerank loads the model from model_name; set "
+                    f"{', '.join(ignored)} only apply when UMRRerank loads the model from model; set "
                     "them on the injected umr.Reranker instead"
                 )
             model_id = str(getattr(reranker, "model_id", "umr-reranker"))
-            if model_name is not None and model_name != model_id:
-                raise ValueError(
-                    f"model_name={model_name!r} does not match the injected reranker's model {model_id!r}"
-                )
-            model_name = model_id
+            if model is not None and model != model_id:
+                raise ValueError(f"model={model!r} does not match the injected reranker's model {model_id!r}")
+            model = model_id
         if callback_manager is not None:
             kwargs["callback_manager"] = callback_manager
-        super().__init__(model_name=model_name or DEFAULT_RERANKER, **kwargs)
+        super().__init__(model=model or DEFAULT_RERANKER, **kwargs)
         if reranker is None:
             import umr
 
             options = {k: getattr(self, k) for k in _LOAD_OPTIONS if getattr(self, k) not in (None, False)}
-            reranker = umr.Reranker.from_pretrained(self.model_name, **options)
+            reranker = umr.Reranker.from_pretrained(self.model, **options)
         self._reranker = reranker
 
     @classmethod
@@ -148,13 +152,13 @@ class UMRRerank(BaseNodePostprocessor):
         query = self.query_input(query_bundle)
 
         dispatcher.event(
-            ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=top_n, model_name=self.model_name)
+            ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=top_n, model_name=self.model)
         )
         with self.callback_manager.event(
             CBEventType.RERANKING,
             payload={
                 EventPayload.NODES: nodes,
-                EventPayload.MODEL_NAME: self.model_name,
+                EventPayload.MODEL_NAME: self.model,
                 EventPayload.QUERY_STR: query_bundle.query_str,
                 EventPayload.TOP_K: top_n,
             },
