@@ -113,6 +113,7 @@ def build(
     device: str | None = None,
     top_k: int = 10,
     top_n: int = 3,
+    min_pixels: int | None = None,
     max_pixels: int | None = None,
     llm: Any | None = None,
     agent_llm: Any | None = None,
@@ -121,15 +122,17 @@ def build(
 ) -> VisualRAG:
     """Index ``docs`` into ``db`` and assemble the query engine and the agent.
 
-    ``embed_model`` / ``rerank`` replace the ones built from ``model`` / ``reranker`` (to reuse loaded
-    models or set their options); ``llm`` / ``agent_llm`` replace the offline stand-ins.
+    ``min_pixels`` / ``max_pixels`` set the image budget of both models (lower is faster, coarser); pages
+    are rendered within ``max_pixels``. ``embed_model`` / ``rerank`` replace the ones built from ``model``
+    / ``reranker``; ``llm`` / ``agent_llm`` replace the offline stand-ins.
     """
-    embed = embed_model or UMREmbedding(model_name=model, device=device)
-    store = ChromaStore(embed.embedder, db, max_pixels=max_pixels)
+    pixels = {"min_pixels": min_pixels, "max_pixels": max_pixels}
+    embed = embed_model or UMREmbedding(model_name=model, device=device, **pixels)
+    store = ChromaStore(embed.embedder, db)
     report = store.add_files(list(docs))
     logger.info("%s", report.summary())
     retriever = UMRRetriever(store, similarity_top_k=top_k)
-    rerank = rerank or UMRRerank(model=reranker, device=device, top_n=top_n)
+    rerank = rerank or UMRRerank(model=reranker, device=device, top_n=top_n, **pixels)
     query_engine = SimpleMultiModalQueryEngine(
         retriever,  # type: ignore[arg-type]  # any retriever works; the hint names the index's own
         multi_modal_llm=llm or MockLLM(),
@@ -160,13 +163,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (auto)")
     parser.add_argument("--top-k", type=int, default=10, help="pages retrieved before reranking")
     parser.add_argument("--top-n", type=int, default=3, help="pages kept after reranking")
-    parser.add_argument("--max-pixels", type=int, default=None, help="page render budget (model default)")
+    parser.add_argument("--min-pixels", type=int, default=None, help="smallest image budget (model default)")
+    parser.add_argument("--max-pixels", type=int, default=None, help="largest image budget (model default)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     rag = build(
         args.docs, args.db, model=args.model, reranker=args.reranker, device=args.device,
-        top_k=args.top_k, top_n=args.top_n, max_pixels=args.max_pixels,
+        top_k=args.top_k, top_n=args.top_n, min_pixels=args.min_pixels, max_pixels=args.max_pixels,
     )
     response = rag.query_engine.query(args.question)
     print(f"Query engine, reranked pages for {args.question!r}:\n{describe(response.source_nodes)}")

@@ -17,6 +17,7 @@ from llama_index.core.schema import ImageNode
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "llamaindex_visual_rag.py"
 QUESTION = "total amount on the invoice"
+PIXELS = {"min_pixels": 16 * 28 * 28, "max_pixels": 64 * 28 * 28}  # small images keep the test fast
 
 
 def _load_example() -> ModuleType:
@@ -57,7 +58,7 @@ def setup(example, tiny_model_dir, tiny_reranker_dir, tmp_path_factory):
     llm = MockLLMWithChatMemoryOfLastCall()
     rag = example.build(
         [docs], root / "db", model=str(tiny_model_dir), reranker=str(tiny_reranker_dir), device="cpu",
-        top_k=3, top_n=2, llm=llm,
+        top_k=3, top_n=2, llm=llm, **PIXELS,
     )
     return rag, llm, docs, root
 
@@ -65,6 +66,7 @@ def setup(example, tiny_model_dir, tiny_reranker_dir, tmp_path_factory):
 def test_query_engine_sends_reranked_page_images(setup) -> None:
     rag, llm, _, _ = setup
     assert rag.store.count() == 3  # two PDF pages and one image
+    assert rag.store.max_pixels == PIXELS["max_pixels"] == rag.rerank.reranker.max_pixels
     retrieved = rag.retriever.retrieve(QUESTION)
     assert len(retrieved) == 3 and all(isinstance(n.node, ImageNode) for n in retrieved)
     scores = rag.rerank.reranker.score(QUESTION, [{"image": n.node.image_path} for n in retrieved])
@@ -91,13 +93,16 @@ def test_agent_uses_the_retrieve_and_rerank_tool(example, setup) -> None:
     assert expected in answer and "p." in expected and "page image" in expected
 
 
-def test_command_line(example, setup, tiny_model_dir, tiny_reranker_dir, capsys) -> None:
+def test_command_line(example, setup, tiny_model_dir, tiny_reranker_dir, capsys, caplog) -> None:
     _, _, docs, root = setup
     argv = [
         QUESTION, "--docs", str(docs), "--db", str(root / "db"), "--model", str(tiny_model_dir),
         "--reranker", str(tiny_reranker_dir), "--device", "cpu", "--top-k", "3", "--top-n", "1",
+        "--min-pixels", str(PIXELS["min_pixels"]), "--max-pixels", str(PIXELS["max_pixels"]),
     ]
-    assert example.main(argv) == 0
+    with caplog.at_level("INFO", logger="llamaindex_visual_rag"):
+        assert example.main(argv) == 0
+    assert "0 file(s) indexed, 2 already present" in caplog.text  # same models and db: nothing re-embedded
     out = capsys.readouterr().out
     assert "Query engine, reranked pages" in out and "Agent (1 tool call(s))" in out
     ranked = [line.split(".")[0] for line in out.splitlines() if re.match(r"\d+\. ", line)]

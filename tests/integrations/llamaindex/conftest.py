@@ -34,18 +34,38 @@ def page_images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return [draw_page(folder / f"page_{i + 1}.png", i, t) for i, t in enumerate(PAGE_TEXTS)]
 
 
+#: small image budgets (16-64 visual tokens) keep these CPU tests fast; the code paths are the same
+PIXELS = {"min_pixels": 16 * 28 * 28, "max_pixels": 64 * 28 * 28}
+
+
 @pytest.fixture(scope="session")
-def umr_embed(tiny_embedder):
-    """``UMREmbedding`` wrapping the shared tiny embedder."""
+def li_embedder(tiny_model_dir):
+    """``umr.Embedder`` on the tiny model with a small pixel budget (CPU, float32)."""
+    import umr
+
+    return umr.Embedder.from_pretrained(tiny_model_dir, device="cpu", **PIXELS)
+
+
+@pytest.fixture(scope="session")
+def li_reranker(tiny_reranker_dir):
+    """``umr.Reranker`` on the tiny reranker with a small pixel budget."""
+    import umr
+
+    return umr.Reranker.from_pretrained(tiny_reranker_dir, device="cpu", **PIXELS)
+
+
+@pytest.fixture(scope="session")
+def umr_embed(li_embedder):
+    """``UMREmbedding`` wrapping ``li_embedder``."""
     from llama_index.embeddings.umr import UMREmbedding
 
-    return UMREmbedding(embedder=tiny_embedder)
+    return UMREmbedding(embedder=li_embedder)
 
 
 @pytest.fixture(scope="session")
-def page_vectors(tiny_embedder, page_images):
+def page_vectors(li_embedder, page_images):
     """Document-side vectors of ``page_images`` from the core embedder (the reference values)."""
-    return tiny_embedder.embed_documents(list(page_images))
+    return li_embedder.embed_documents(list(page_images))
 
 
 @pytest.fixture(scope="session")

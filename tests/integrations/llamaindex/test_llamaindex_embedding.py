@@ -12,45 +12,47 @@ from llama_index.embeddings.umr import UMREmbedding
 
 from umr.errors import InputError
 
+from .conftest import PIXELS
+
 
 def _close(a, b) -> bool:
     return np.allclose(np.asarray(a), np.asarray(b), atol=1e-5)
 
 
-def test_is_multimodal_and_names_the_model(umr_embed, tiny_embedder) -> None:
+def test_is_multimodal_and_names_the_model(umr_embed, li_embedder) -> None:
     assert isinstance(umr_embed, MultiModalEmbedding)
-    assert umr_embed.model_name == tiny_embedder.model_id
-    assert umr_embed.embedder is tiny_embedder
+    assert umr_embed.model_name == li_embedder.model_id
+    assert umr_embed.embedder is li_embedder
     assert umr_embed.class_name() == "UMREmbedding"
 
 
-def test_query_side_uses_embed_queries_with_instruction(tiny_embedder) -> None:
-    plain = UMREmbedding(embedder=tiny_embedder)
-    instructed = UMREmbedding(embedder=tiny_embedder, query_instruction="Find a document page that answers the question.")
+def test_query_side_uses_embed_queries_with_instruction(li_embedder) -> None:
+    plain = UMREmbedding(embedder=li_embedder)
+    instructed = UMREmbedding(embedder=li_embedder, query_instruction="Find a document page that answers the question.")
     q = "what is the total amount on the invoice?"
-    expected = tiny_embedder.embed_queries([q], instruction="Find a document page that answers the question.")[0]
+    expected = li_embedder.embed_queries([q], instruction="Find a document page that answers the question.")[0]
     got = instructed.get_query_embedding(q)
-    assert isinstance(got, list) and isinstance(got[0], float) and len(got) == tiny_embedder.dim
+    assert isinstance(got, list) and isinstance(got[0], float) and len(got) == li_embedder.dim
     assert _close(got, expected)
     # the instruction changes the query vector, and documents never get it
     assert not _close(got, plain.get_query_embedding(q))
-    assert _close(instructed.get_text_embedding(q), tiny_embedder.embed_documents([{"text": q}])[0])
+    assert _close(instructed.get_text_embedding(q), li_embedder.embed_documents([{"text": q}])[0])
 
 
-def test_text_batch_matches_core_rows_in_order(tiny_embedder) -> None:
-    embed = UMREmbedding(embedder=tiny_embedder, embed_batch_size=2, max_batch_tokens=64)
+def test_text_batch_matches_core_rows_in_order(li_embedder) -> None:
+    embed = UMREmbedding(embedder=li_embedder, embed_batch_size=2, max_batch_tokens=64)
     texts = ["alpha", "a much longer passage about quarterly revenue and costs", "beta", "", "gamma ray"]
     got = embed.get_text_embedding_batch(texts)
-    expected = tiny_embedder.embed_documents([{"text": t} for t in texts])
+    expected = li_embedder.embed_documents([{"text": t} for t in texts])
     assert len(got) == len(texts)
     for row, exp in zip(got, expected):
         assert _close(row, exp)
 
 
-def test_text_naming_an_image_file_stays_text(umr_embed, tiny_embedder, page_images, page_vectors) -> None:
+def test_text_naming_an_image_file_stays_text(umr_embed, li_embedder, page_images, page_vectors) -> None:
     path = str(page_images[0])
     as_text = umr_embed.get_text_embedding(path)
-    assert _close(as_text, tiny_embedder.embed_documents([{"text": path}])[0])
+    assert _close(as_text, li_embedder.embed_documents([{"text": path}])[0])
     assert not _close(as_text, page_vectors[0])
 
 
@@ -67,9 +69,9 @@ def test_image_path_bytesio_and_file_uri_agree(umr_embed, page_images, page_vect
     assert not _close(batch[0], batch[1])
 
 
-def test_fused_query_embedding(umr_embed, tiny_embedder, page_images) -> None:
+def test_fused_query_embedding(umr_embed, li_embedder, page_images) -> None:
     got = umr_embed.get_multimodal_query_embedding("pages like this one", str(page_images[2]))
-    expected = tiny_embedder.embed_queries([{"text": "pages like this one", "image": str(page_images[2])}])[0]
+    expected = li_embedder.embed_queries([{"text": "pages like this one", "image": str(page_images[2])}])[0]
     assert _close(got, expected)
     with pytest.raises(ValueError, match="needs text, an image"):
         umr_embed.get_multimodal_query_embedding()
@@ -99,17 +101,20 @@ def test_bad_images_raise_clear_errors(umr_embed, tmp_path) -> None:
         umr_embed.get_image_embedding(3)  # type: ignore[arg-type]
 
 
-def test_injection_rules(tiny_embedder) -> None:
+def test_injection_rules(li_embedder) -> None:
     with pytest.raises(ValueError, match="device"):
-        UMREmbedding(embedder=tiny_embedder, device="cpu")
+        UMREmbedding(embedder=li_embedder, device="cpu")
     with pytest.raises(ValueError, match="does not match"):
-        UMREmbedding("Alibaba-NLP/gme-Qwen2-VL-7B-Instruct", embedder=tiny_embedder)
+        UMREmbedding("Alibaba-NLP/gme-Qwen2-VL-7B-Instruct", embedder=li_embedder)
     with pytest.raises(TypeError, match=r"umr\.Embedder"):
         UMREmbedding(embedder=object())
 
 
-def test_built_from_a_model_path(tiny_model_dir, tiny_embedder) -> None:
-    embed = UMREmbedding(model_name=str(tiny_model_dir), device="cpu", max_batch_tokens=512, embed_batch_size=4)
-    assert embed.embedder is not tiny_embedder
+def test_built_from_a_model_path(tiny_model_dir, li_embedder) -> None:
+    embed = UMREmbedding(
+        model_name=str(tiny_model_dir), device="cpu", max_batch_tokens=512, embed_batch_size=4, **PIXELS
+    )
+    assert embed.embedder is not li_embedder
     assert embed.embedder.max_batch_tokens == 512 and embed.embedder.batch_size == 4
-    assert _close(embed.get_query_embedding("hello"), tiny_embedder.embed_queries(["hello"])[0])
+    assert embed.embedder.fingerprint == li_embedder.fingerprint  # same model, recipe and pixel budget
+    assert _close(embed.get_query_embedding("hello"), li_embedder.embed_queries(["hello"])[0])

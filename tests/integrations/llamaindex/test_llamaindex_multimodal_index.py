@@ -45,7 +45,7 @@ def client(tmp_path):
     )
 
 
-def test_index_embeds_everything_with_umr(client, umr_embed, tiny_embedder, page_images, page_texts, page_vectors):
+def test_index_embeds_everything_with_umr(client, umr_embed, li_embedder, page_images, page_texts, page_vectors):
     text_store, image_store = umr_chroma_vector_stores(client, umr_embed, "li")
     pages = page_nodes(page_images, page_texts)
     index = umr_multimodal_index(
@@ -62,14 +62,14 @@ def test_index_embeds_everything_with_umr(client, umr_embed, tiny_embedder, page
     texts = client.get_collection("li_text").get(include=["embeddings"])
     nodes = {n.node_id: n for n in [*pages, *text_nodes()]}
     assert sorted(texts["ids"]) == sorted(nodes)  # passages plus the text of each page node
-    expected = tiny_embedder.embed_documents(
+    expected = li_embedder.embed_documents(
         [{"text": nodes[i].get_content(metadata_mode=MetadataMode.EMBED)} for i in texts["ids"]]
     )
     assert np.allclose(np.asarray(texts["embeddings"]), expected, atol=1e-5)
 
     retriever = index.as_retriever(similarity_top_k=2, image_similarity_top_k=4)
     image_hits = retriever.text_to_image_retrieve("revenue growth")  # the image collection alone
-    q = tiny_embedder.embed_queries(["revenue growth"])[0]
+    q = li_embedder.embed_queries(["revenue growth"])[0]
     cosine = {f"page-{i + 1}": float(page_vectors[i] @ q) for i in range(4)}
     assert all(isinstance(r.node, ImageNode) and r.node.image_path for r in image_hits)
     assert [r.node.node_id for r in image_hits] == sorted(cosine, key=cosine.get, reverse=True)
@@ -91,11 +91,11 @@ def test_no_silent_clip_or_openai_fallback(umr_embed) -> None:
         umr_multimodal_index([], embed_model=umr_embed, model_name="Alibaba-NLP/gme-Qwen2-VL-7B-Instruct")
 
 
-def test_collections_refuse_another_model(client, umr_embed, tiny_embedder) -> None:
+def test_collections_refuse_another_model(client, umr_embed, li_embedder) -> None:
     umr_chroma_vector_stores(client, umr_embed, "fp")
     from umr.store import HashEmbedder
 
-    other = UMREmbedding(embedder=HashEmbedder(dim=tiny_embedder.dim))
+    other = UMREmbedding(embedder=HashEmbedder(dim=li_embedder.dim))
     with pytest.raises(ValueError, match="holds vectors of"):
         umr_chroma_vector_stores(client, other, "fp")
 
@@ -138,14 +138,14 @@ def test_reopen_and_text_only_insert_keep_image_search(client, umr_embed, page_i
     assert len(found) == 1 and isinstance(found[0].node, ImageNode) and found[0].node.image_path
 
 
-def test_text_vector_store_index(client, umr_embed, tiny_embedder) -> None:
+def test_text_vector_store_index(client, umr_embed, li_embedder) -> None:
     col = client.get_or_create_collection("plain", configuration={"hnsw": {"space": "cosine"}})
     nodes = [*text_nodes(), TextNode(id_="text-x", text="The quick brown fox jumps over the lazy dog.")]
     ctx = StorageContext.from_defaults(vector_store=ChromaVectorStore(chroma_collection=col))
     index = VectorStoreIndex(nodes, embed_model=umr_embed, storage_context=ctx)
     results = index.as_retriever(similarity_top_k=3).retrieve("brown fox")
-    q = tiny_embedder.embed_queries(["brown fox"])[0]
-    docs = tiny_embedder.embed_documents([{"text": n.get_content(metadata_mode=MetadataMode.EMBED)} for n in nodes])
+    q = li_embedder.embed_queries(["brown fox"])[0]
+    docs = li_embedder.embed_documents([{"text": n.get_content(metadata_mode=MetadataMode.EMBED)} for n in nodes])
     cosine = {n.node_id: float(d @ q) for n, d in zip(nodes, docs)}
     assert [r.node.node_id for r in results] == sorted(cosine, key=cosine.get, reverse=True)
     assert [r.score for r in results] == pytest.approx(
@@ -153,14 +153,13 @@ def test_text_vector_store_index(client, umr_embed, tiny_embedder) -> None:
     )
 
 
-def test_query_engine_reranks_pages_with_umr(client, umr_embed, tiny_reranker_dir, page_images, page_texts) -> None:
+def test_query_engine_reranks_pages_with_umr(client, umr_embed, li_reranker, page_images) -> None:
     """Text query -> Chroma text + image collections -> UMRRerank -> ImageNodes in the reranker's order."""
     from llama_index.core.llms import MockLLM
     from llama_index.postprocessor.umr_rerank import UMRRerank
 
-    import umr
 
-    reranker = umr.Reranker.from_pretrained(tiny_reranker_dir, device="cpu")
+    reranker = li_reranker
     text_store, image_store = umr_chroma_vector_stores(client, umr_embed, "qe")
     # pages without a text layer go to the image collection only; passages to the text collection
     pages = [

@@ -10,15 +10,11 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import ImageNode, MetadataMode, NodeWithScore, QueryBundle, TextNode
 from llama_index.postprocessor.umr_rerank import UMRRerank
 
-import umr
 from umr.errors import InputError
 
+from .conftest import PIXELS
+
 QUERY = "quarterly revenue chart"
-
-
-@pytest.fixture(scope="module")
-def tiny_reranker(tiny_reranker_dir):
-    return umr.Reranker.from_pretrained(tiny_reranker_dir, device="cpu")
 
 
 @pytest.fixture()
@@ -48,11 +44,11 @@ def expected_scores(reranker, nodes, page_images) -> dict[str, float]:
     return {n.node.node_id: s for n, s in zip(nodes, scores)}
 
 
-def test_reorders_by_the_rerankers_scores(tiny_reranker, nodes, page_images) -> None:
-    rerank = UMRRerank(reranker=tiny_reranker, top_n=3)
-    assert isinstance(rerank, BaseNodePostprocessor) and rerank.model == tiny_reranker.model_id
+def test_reorders_by_the_rerankers_scores(li_reranker, nodes, page_images) -> None:
+    rerank = UMRRerank(reranker=li_reranker, top_n=3)
+    assert isinstance(rerank, BaseNodePostprocessor) and rerank.model == li_reranker.model_id
     out = rerank.postprocess_nodes(nodes, query_str=QUERY)
-    truth = expected_scores(tiny_reranker, nodes, page_images)
+    truth = expected_scores(li_reranker, nodes, page_images)
     assert len({round(v, 6) for v in truth.values()}) == 5  # distinct scores: the order is meaningful
     best = sorted(truth, key=truth.get, reverse=True)[:3]
     assert best != ["t1", "p1", "p2"]  # and it is not the first-stage order
@@ -67,50 +63,50 @@ def test_reorders_by_the_rerankers_scores(tiny_reranker, nodes, page_images) -> 
     assert all("retrieval_score" not in n.node.metadata for n in nodes)
 
 
-def test_top_n_none_keeps_all_and_duplicates_are_scored_once(tiny_reranker, nodes, monkeypatch) -> None:
+def test_top_n_none_keeps_all_and_duplicates_are_scored_once(li_reranker, nodes, monkeypatch) -> None:
     calls: list[int] = []
-    original = tiny_reranker.score
+    original = li_reranker.score
 
     def counting(query, candidates, *args, **kwargs):
         candidates = list(candidates)
         calls.append(len(candidates))
         return original(query, candidates, *args, **kwargs)
 
-    monkeypatch.setattr(tiny_reranker, "score", counting)
+    monkeypatch.setattr(li_reranker, "score", counting)
     doubled = [*nodes, NodeWithScore(node=nodes[1].node, score=0.95)]
-    out = UMRRerank(reranker=tiny_reranker, top_n=None).postprocess_nodes(doubled, query_str=QUERY)
+    out = UMRRerank(reranker=li_reranker, top_n=None).postprocess_nodes(doubled, query_str=QUERY)
     assert calls == [5]
     assert sorted(r.node.node_id for r in out) == ["p1", "p2", "p3", "t1", "t2"]
     assert [r.score for r in out] == sorted((r.score for r in out), reverse=True)
     assert next(r for r in out if r.node.node_id == "p1").node.metadata["retrieval_score"] == pytest.approx(0.95)
 
 
-def test_fusion_and_image_query(tiny_reranker, nodes, page_images) -> None:
-    fused = UMRRerank(reranker=tiny_reranker, top_n=5, fuse_weight=0.1).postprocess_nodes(nodes, query_str=QUERY)
-    truth = expected_scores(tiny_reranker, nodes, page_images)
+def test_fusion_and_image_query(li_reranker, nodes, page_images) -> None:
+    fused = UMRRerank(reranker=li_reranker, top_n=5, fuse_weight=0.1).postprocess_nodes(nodes, query_str=QUERY)
+    truth = expected_scores(li_reranker, nodes, page_images)
     first = {n.node.node_id: n.score for n in nodes}
     want = {i: first[i] + 0.1 * truth[i] for i in truth}
     assert [r.node.node_id for r in fused] == sorted(want, key=want.get, reverse=True)
     assert all(r.node.metadata["rerank_score"] == pytest.approx(truth[r.node.node_id], abs=1e-5) for r in fused)
     # a QueryBundle with an image is a fused text + image query
     bundle = QueryBundle(query_str="pages like this", image_path=str(page_images[3]))
-    out = UMRRerank(reranker=tiny_reranker, top_n=2).postprocess_nodes(nodes[:2], query_bundle=bundle)
-    direct = tiny_reranker.score(
+    out = UMRRerank(reranker=li_reranker, top_n=2).postprocess_nodes(nodes[:2], query_bundle=bundle)
+    direct = li_reranker.score(
         {"text": "pages like this", "image": str(page_images[3])},
         [nodes[0].node.get_content(), {"image": str(page_images[0])}],
     )
     assert {r.node.node_id: r.score for r in out} == pytest.approx({"t1": direct[0], "p1": direct[1]}, abs=1e-5)
 
 
-def test_async_matches_sync(tiny_reranker, nodes) -> None:
-    rerank = UMRRerank(reranker=tiny_reranker, top_n=2)
+def test_async_matches_sync(li_reranker, nodes) -> None:
+    rerank = UMRRerank(reranker=li_reranker, top_n=2)
     sync = rerank.postprocess_nodes(nodes, query_str=QUERY)
     got = asyncio.run(rerank.apostprocess_nodes(nodes, query_str=QUERY))
     assert [(r.node.node_id, round(r.score, 5)) for r in got] == [(r.node.node_id, round(r.score, 5)) for r in sync]
 
 
-def test_errors(tiny_reranker, nodes, tmp_path) -> None:
-    rerank = UMRRerank(reranker=tiny_reranker)
+def test_errors(li_reranker, nodes, tmp_path) -> None:
+    rerank = UMRRerank(reranker=li_reranker)
     assert rerank.postprocess_nodes([], query_str=QUERY) == []
     with pytest.raises(ValueError, match="needs the query"):
         rerank.postprocess_nodes(nodes)
@@ -122,20 +118,21 @@ def test_errors(tiny_reranker, nodes, tmp_path) -> None:
         rerank.postprocess_nodes(gone, query_str=QUERY)
     unscored = [NodeWithScore(node=TextNode(id_="u", text="x"), score=None)]
     with pytest.raises(ValueError, match="first-stage score"):
-        UMRRerank(reranker=tiny_reranker, fuse_weight=0.1).postprocess_nodes(unscored, query_str=QUERY)
+        UMRRerank(reranker=li_reranker, fuse_weight=0.1).postprocess_nodes(unscored, query_str=QUERY)
     with pytest.raises(ValueError, match="device"):
-        UMRRerank(reranker=tiny_reranker, device="cpu")
+        UMRRerank(reranker=li_reranker, device="cpu")
     with pytest.raises(TypeError, match="rerank"):
         UMRRerank(reranker=object())
     with pytest.raises(ValueError, match="does not match"):
-        UMRRerank("Qwen/Qwen2-VL-7B-Instruct", reranker=tiny_reranker)
+        UMRRerank("Qwen/Qwen2-VL-7B-Instruct", reranker=li_reranker)
     with pytest.raises(ValueError, match="disagree"):
         UMRRerank(model="a", model_name="b")
 
 
-def test_built_from_a_model_path(tiny_reranker_dir, tiny_reranker, nodes, page_images) -> None:
-    rerank = UMRRerank(model=str(tiny_reranker_dir), device="cpu", top_n=2)
-    assert rerank.reranker is not tiny_reranker
+def test_built_from_a_model_path(tiny_reranker_dir, li_reranker, nodes, page_images) -> None:
+    rerank = UMRRerank(model=str(tiny_reranker_dir), device="cpu", top_n=2, **PIXELS)
+    assert rerank.reranker.max_pixels == PIXELS["max_pixels"]
+    assert rerank.reranker is not li_reranker
     out = rerank.postprocess_nodes(nodes[:2], query_str=QUERY)
-    truth = expected_scores(tiny_reranker, nodes, page_images)
+    truth = expected_scores(li_reranker, nodes, page_images)
     assert {r.node.node_id: r.score for r in out} == pytest.approx({"t1": truth["t1"], "p1": truth["p1"]}, abs=1e-5)

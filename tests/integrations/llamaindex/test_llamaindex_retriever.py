@@ -27,11 +27,11 @@ def _pdf(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, tiny_embedder, page_images):
+def store(tmp_path_factory, li_embedder, page_images):
     from umr.store import ChromaStore
 
     root = tmp_path_factory.mktemp("umr-store")
-    store = ChromaStore(tiny_embedder, root / "db", collection="llamaindex_test")
+    store = ChromaStore(li_embedder, root / "db", collection="llamaindex_test")
     report = store.add_files([_pdf(root / "invoice.pdf")])
     assert report.ok, report.summary()
     store.add_images([page_images[0], page_images[1]], metadatas=[{"topic": "revenue"}, {"topic": "manual"}])
