@@ -111,9 +111,13 @@ def test_injection_rules(li_embedder) -> None:
 
 
 def test_built_from_a_model_path(tiny_model_dir, li_embedder) -> None:
+    import torch
+
     embed = UMREmbedding(
-        model_name=str(tiny_model_dir), device="cpu", max_batch_tokens=512, embed_batch_size=4, **PIXELS
+        model_name=str(tiny_model_dir), device=torch.device("cpu"), dtype=torch.float32,
+        max_batch_tokens=512, embed_batch_size=4, **PIXELS,
     )
+    assert embed.dtype == "torch.float32" and embed.embedder.dtype == torch.float32
     assert embed.embedder is not li_embedder
     assert embed.embedder.max_batch_tokens == 512 and embed.embedder.batch_size == 4
     assert embed.embedder.fingerprint == li_embedder.fingerprint  # same model, recipe and pixel budget

@@ -75,6 +75,9 @@ class UMREmbedding(MultiModalEmbedding):
         callback_manager: CallbackManager | None = None,
         **kwargs: Any,
     ) -> None:
+        for key in ("device", "dtype"):  # torch.device / torch.dtype are welcome; stored as text
+            if kwargs.get(key) is not None and not isinstance(kwargs[key], str):
+                kwargs[key] = str(kwargs[key])
         if embedder is not None:
             for method in ("embed_queries", "embed_documents"):
                 if not callable(getattr(embedder, method, None)):

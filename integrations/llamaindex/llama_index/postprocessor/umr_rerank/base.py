@@ -88,6 +88,9 @@ class UMRRerank(BaseNodePostprocessor):
             if model is not None and model != model_name:
                 raise ValueError(f"model={model!r} and model_name={model_name!r} disagree; pass one")
             model = model_name
+        for key in ("device", "dtype"):  # torch.device / torch.dtype are welcome; stored as text
+            if kwargs.get(key) is not None and not isinstance(kwargs[key], str):
+                kwargs[key] = str(kwargs[key])
         if reranker is not None:
             if not callable(getattr(reranker, "rerank", None)):
                 raise TypeError(
