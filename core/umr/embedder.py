@@ -6,19 +6,29 @@ import hashlib
 import logging
 import os
 import threading
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
+from PIL import Image
 
 from umr import modeling, pooling
 from umr.batching import run_planned
+from umr.errors import RemoteCodeError
 from umr.inputs import InputLike, MultimodalInput, coerce_inputs
-from umr.processing import PreparedInput, Processor
-from umr.prompting import fill, render_content
-from umr.recipes import DEFAULT_EMBEDDER, EMBED_RECIPES, EmbedRecipe, Side, resolve_recipe_name
+from umr.processing import QWEN_UTILS_MAX_PIXELS, QWEN_UTILS_MIN_PIXELS, PreparedInput, Processor
+from umr.prompting import fill
+from umr.recipes import (
+    DEFAULT_EMBEDDER,
+    EMBED_RECIPES,
+    MODELS,
+    EmbedRecipe,
+    Side,
+    resolve_recipe_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,20 +78,35 @@ class Embedder:
         self.show_progress = show_progress
         if self.max_batch_tokens <= 0 or self.batch_size <= 0:
             raise ValueError("max_batch_tokens and batch_size must be positive integers")
-        self.processor = Processor(
-            tokenizer,
-            image_processor,
-            image_pad_token=recipe.image_pad_token,
-            min_pixels=min_pixels if min_pixels is not None else recipe.min_pixels,
-            max_pixels=max_pixels if max_pixels is not None else recipe.max_pixels,
-            max_length=recipe.max_length,
-            pre_resize=recipe.pre_resize,
-            padding_side=recipe.padding_side,
-        )
+        self._min_pixels = int(min_pixels if min_pixels is not None else recipe.min_pixels)
+        self._max_pixels = int(max_pixels if max_pixels is not None else recipe.max_pixels)
+        if self._min_pixels > self._max_pixels:
+            raise ValueError(f"min_pixels ({self._min_pixels}) must not exceed max_pixels ({self._max_pixels})")
+        self.processor: Processor | None = None
         self._exclude_span: tuple[int, int] | None = None
-        if recipe.pool_exclude_span is not None:
-            start, end = recipe.pool_exclude_span
-            self._exclude_span = (self.processor.token_id(start), self.processor.token_id(end))
+        if recipe.backend == "native":
+            pre_budget = (
+                (self._min_pixels, self._max_pixels)
+                if recipe.pre_resize_to_budget
+                else (QWEN_UTILS_MIN_PIXELS, QWEN_UTILS_MAX_PIXELS)
+            )
+            self.processor = Processor(
+                tokenizer,
+                image_processor,
+                image_pad_token=recipe.image_pad_token,
+                min_pixels=self._min_pixels,
+                max_pixels=self._max_pixels,
+                max_length=recipe.max_length,
+                pre_resize=recipe.pre_resize,
+                padding_side=recipe.padding_side,
+                pre_resize_pixels=pre_budget,
+            )
+            if recipe.pool_exclude_span is not None:
+                start, end = recipe.pool_exclude_span
+                self._exclude_span = (self.processor.token_id(start), self.processor.token_id(end))
+        self._text_only_image: Image.Image | None = None
+        if recipe.text_only_image is not None:
+            self._text_only_image = Image.new("RGB", recipe.text_only_image)
         self.native_dim = int(_hidden_size(model))
         self.dim = self._check_dim(dim)
         self._lock = threading.Lock()
@@ -114,21 +139,30 @@ class Embedder:
         """
         name = resolve_recipe_name(model_id_or_path, recipe, "embedding")
         rec = EMBED_RECIPES[name]
+        if rec.trust_remote_code and trust_remote_code is not True:
+            # Checked before anything of the checkout is read: none of its code may run without consent.
+            raise RemoteCodeError(_remote_code_refusal(os.fspath(model_id_or_path), rec))
         dev = modeling.resolve_device(device)
         dt = modeling.resolve_dtype(dtype, dev, rec.preferred_dtype)
-        attn = modeling.resolve_attn_implementation(attn_implementation, dev, dt, rec.attention)
-        config = modeling.load_config(model_id_or_path, name, trust_remote_code=trust_remote_code)
+        remote = rec.backend == "remote-encode"
+        attn = None if remote else modeling.resolve_attn_implementation(attn_implementation, dev, dt, rec.attention)
+        if remote and attn_implementation is not None:
+            attn = attn_implementation
+        # Native recipes never run a checkout's own code, whatever the caller passed.
+        trust = bool(trust_remote_code) and rec.trust_remote_code
+        config = modeling.load_config(model_id_or_path, name, trust_remote_code=trust)
         source = _source(model_id_or_path)
         model = modeling.load_model(
             model_id_or_path, name, head="base", device=dev, dtype=dt, attn_implementation=attn,
-            trust_remote_code=trust_remote_code,
+            trust_remote_code=trust,
         )
-        tokenizer = modeling.load_tokenizer(source, name, rec.added_tokens)
-        image_processor = modeling.load_image_processor(
-            source,
-            min_pixels if min_pixels is not None else rec.min_pixels,
-            max_pixels if max_pixels is not None else rec.max_pixels,
-        )
+        tokenizer = image_processor = None
+        if not remote:
+            tokenizer = modeling.load_tokenizer(source, name, rec.added_tokens)
+            modeling.ensure_token_rows(model, tokenizer, rec.added_tokens, name)
+            budget_min = min_pixels if min_pixels is not None else rec.min_pixels
+            budget_max = max_pixels if max_pixels is not None else rec.max_pixels
+            image_processor = modeling.load_image_processor(source, budget_min, budget_max)
         logger.info("loaded %s (recipe %s) on %s as %s with %s attention", source, name, dev, dt, attn)
         return cls(
             model, tokenizer, image_processor, rec,
@@ -142,11 +176,11 @@ class Embedder:
     @property
     def max_pixels(self) -> int:
         """Pixel budget of one image; render pages at most this large."""
-        return self.processor.max_pixels
+        return self._max_pixels
 
     @property
     def min_pixels(self) -> int:
-        return self.processor.min_pixels
+        return self._min_pixels
 
     @property
     def fingerprint(self) -> str:
@@ -162,14 +196,21 @@ class Embedder:
         return h.hexdigest()[:16]
 
     def _check_dim(self, dim: int | None) -> int:
-        if dim is None or dim == self.native_dim:
-            return self.native_dim
-        allowed = [d for d in self.recipe.matryoshka_dims if d <= self.native_dim]
-        if not isinstance(dim, int) or dim not in allowed:
-            choices = ", ".join(str(d) for d in [self.native_dim, *allowed])
+        """Matryoshka truncation: ``dim`` must be one the recipe was trained for (or the native dim)."""
+        native = self.native_dim
+        if dim is None:
+            return native
+        r = self.recipe
+        ok = isinstance(dim, int) and not isinstance(dim, bool) and (
+            dim == native
+            or (dim in r.matryoshka_dims and dim <= native)
+            or (r.matryoshka_min_dim is not None and r.matryoshka_min_dim <= dim <= native)
+        )
+        if not ok:
+            truncates = bool(r.matryoshka_dims) or r.matryoshka_min_dim is not None
             raise ValueError(
-                f"dim={dim!r} is not available for recipe {self.recipe.name!r}; allowed dims: {choices}"
-                + ("" if allowed else " (this recipe has no Matryoshka truncation)")
+                f"dim={dim!r} is not available for recipe {r.name!r}; allowed dims: {r.allowed_dims(native)}"
+                + ("" if truncates else " (this recipe has no Matryoshka truncation)")
             )
         return dim
 
@@ -193,18 +234,46 @@ class Embedder:
             chosen = self.query_instruction
         return chosen if chosen is not None else r.default_instruction
 
+    def rendered_instruction(self, item: MultimodalInput, side: Side, instruction: str | None) -> str:
+        """The instruction as it appears in the prompt: resolved, normalised, wrapped ("" when empty)."""
+        r = self.recipe
+        text = self.instruction_for(item, side, instruction)
+        if r.instruction_style == "punct":
+            text = text.strip()
+            if text and not unicodedata.category(text[-1]).startswith("P"):
+                text += "."
+            text = text or r.default_instruction
+        elif r.instruction_style == "mbeir":
+            text = mbeir_format(text)
+        return fill(r.instruction_format, instruction=text) if text else ""
+
     def build_prompt(self, item: InputLike, side: Side = "query", instruction: str | None = None) -> str:
         """The exact text (with one image placeholder) the model sees for ``item``."""
-        mi = MultimodalInput.coerce(item)
+        if side not in ("query", "document"):
+            raise ValueError(f"side must be 'query' or 'document', got {side!r}")
+        mi = self._with_text_only_image(MultimodalInput.coerce(item))
         r = self.recipe
-        content = render_content(
-            mi,
-            image_placeholder=r.image_placeholder,
-            prefix=r.prefix_for(side),
-            image_first=r.image_first,
-            image_only_text=r.document_image_text if side == "document" else None,
-        )
-        return fill(r.template_for(side), instruction=self.instruction_for(mi, side, instruction), content=content)
+        instr = self.rendered_instruction(mi, side, instruction)
+        if mi.text:
+            body = r.prefix_for(side) + mi.text
+        elif mi.image is not None:
+            body = r.document_image_text if side == "document" and r.document_image_text is not None else ""
+        else:
+            body = r.prefix_for(side) + (mi.text or "")
+        if r.instruction_in_text:
+            body = f"{instr} {body}" if instr else body
+            instr = ""
+        if r.text_style == "mbeir":
+            body = mbeir_format(body)
+        image = r.image_placeholder if mi.image is not None else ""
+        content = image + body if r.image_first else body + image
+        return fill(r.template_for(side), instruction=instr, content=content)
+
+    def _with_text_only_image(self, item: MultimodalInput) -> MultimodalInput:
+        """DSE-style recipes encode text-only inputs together with a small black image."""
+        if item.image is not None or self._text_only_image is None:
+            return item
+        return MultimodalInput(text=item.text, image=self._text_only_image, instruction=item.instruction)
 
     # -- embedding --------------------------------------------------------------------------------------
     def embed_queries(
@@ -244,10 +313,15 @@ class Embedder:
         if not items:
             empty = np.zeros((0, self.dim), dtype=np.float32)
             return empty if convert_to == "numpy" else torch.from_numpy(empty)
-        prepared = [
-            self.processor.prepare(i, it, self.build_prompt(it, side, instruction)) for i, it in enumerate(items)
-        ]
-        vectors = self._run(prepared, batch_size, max_batch_tokens, show_progress)
+        if self.processor is None:
+            vectors = self._run_remote(items, side, instruction, batch_size)
+        else:
+            processor = self.processor
+            prepared = [
+                processor.prepare(i, self._with_text_only_image(it), self.build_prompt(it, side, instruction))
+                for i, it in enumerate(items)
+            ]
+            vectors = self._run(prepared, batch_size, max_batch_tokens, show_progress)
         out = vectors[0] if single else vectors
         return out.numpy() if convert_to == "numpy" else out
 
@@ -279,7 +353,39 @@ class Embedder:
                 progress.close()
         return vectors.cpu()
 
+    def _run_remote(
+        self, items: list[MultimodalInput], side: Side, instruction: str | None, batch_size: int | None
+    ) -> torch.Tensor:
+        """Checkpoints with their own ``encode(inputs, is_query, instruction, max_length)`` (MM-Embed).
+
+        Inputs become ``{"txt": ..., "img": PIL}`` dicts; items are grouped by instruction because the
+        reference API takes one instruction per call. The instruction goes in raw: its code renders
+        ``Instruct: {instruction}\\nQuery: ...`` itself.
+        """
+        size = batch_size or self.batch_size
+        groups: dict[str | None, list[int]] = {}
+        for i, it in enumerate(items):
+            text = self.instruction_for(it, side, instruction) if side == "query" else ""
+            groups.setdefault(text or None, []).append(i)
+        out: list[torch.Tensor | None] = [None] * len(items)
+        with self._lock, torch.inference_mode():
+            for instr, idx in groups.items():
+                for lo in range(0, len(idx), size):
+                    chunk = idx[lo : lo + size]
+                    batch = [_remote_input(items[i]) for i in chunk]
+                    result = self.model.encode(
+                        batch, is_query=side == "query", instruction=instr, max_length=self.recipe.max_length
+                    )
+                    vecs = result["hidden_states"] if not isinstance(result, torch.Tensor) else result
+                    vecs = vecs.float()[:, : self.dim]
+                    if self.recipe.normalize:
+                        vecs = torch.nn.functional.normalize(vecs, p=2, dim=-1)
+                    for row, i in enumerate(chunk):
+                        out[i] = vecs[row].cpu()
+        return torch.stack([v for v in out if v is not None])
+
     def _collate(self, batch: list[PreparedInput]) -> dict[str, torch.Tensor]:
+        assert self.processor is not None
         images = [self.processor.load_pixels(p) if p.geometry is not None else None for p in batch]
         tensors = self.processor.collate(batch, images)
         if self.device.type == "cuda":
@@ -290,6 +396,7 @@ class Embedder:
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         if "pixel_values" in batch:
             batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
+        assert self.processor is not None
         hidden = modeling.forward_hidden(
             self.model, batch, positions=self.recipe.positions, attention=self.recipe.attention,
             image_token_id=self.processor.image_pad_id,
@@ -341,3 +448,34 @@ def _source_id(model_id_or_path: str | os.PathLike) -> str:
 def _source(model_id_or_path: str | os.PathLike) -> str:
     path = Path(os.fspath(model_id_or_path)).expanduser()
     return str(path) if path.exists() else os.fspath(model_id_or_path)
+
+
+def mbeir_format(text: str) -> str:
+    """M-BEIR ``format_string`` (U-MARVEL): strip, drop ``\\r`` and outer quotes, capitalise, end with . ? !"""
+    text = (text or "").replace("\r", "").strip().strip('"')
+    if text:
+        text = text[0].upper() + text[1:]
+        if text[-1] not in ".?!":
+            text += "."
+    return text
+
+
+def _remote_input(item: MultimodalInput) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if item.text is not None:
+        out["txt"] = item.text
+    if item.image is not None:
+        img = item.load_image()
+        out["img"] = img if img.mode == "RGB" else img.convert("RGB")
+    return out
+
+
+def _remote_code_refusal(model_id: str, recipe: EmbedRecipe) -> str:
+    licences = sorted({e.license for e in MODELS if e.recipe == recipe.name})
+    licence = " / ".join(licences) if licences else "see its model card"
+    return (
+        f"model {model_id!r} (recipe {recipe.name!r}, {recipe.family}) runs the modelling code shipped in "
+        "its own repository, and umr never runs a checkout's code unless asked by name. Read that code, "
+        f"then pass trust_remote_code=True to load it. Licence: {licence}"
+        + (" (non-commercial use only)." if any("nc" in lic.lower() for lic in licences) else ".")
+    )

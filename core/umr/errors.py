@@ -17,3 +17,7 @@ class UnknownRecipeError(UMRError, ValueError):
 
 class InputError(UMRError, ValueError):
     """An input could not be read or used (unreadable image, bad path, too large...)."""
+
+
+class RemoteCodeError(UMRError, PermissionError):
+    """A checkpoint runs its own modelling code and the caller did not pass ``trust_remote_code=True``."""

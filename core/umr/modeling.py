@@ -69,6 +69,11 @@ def resolve_attn_implementation(
     if requested is not None:
         if requested not in valid:
             raise ValueError(f"unknown attn_implementation {requested!r}; valid: {', '.join(valid)}")
+        if requested == "flash_attention_2" and attention != "causal":
+            raise ValueError(
+                "attn_implementation='flash_attention_2' runs causal attention only, but this recipe needs "
+                f"{attention} attention; use 'sdpa' (the default) or 'eager'"
+            )
         return requested
     if (
         device.type == "cuda"
@@ -133,23 +138,29 @@ def load_model(
     head: Literal["base", "lm"],
     device: torch.device,
     dtype: torch.dtype,
-    attn_implementation: str,
+    attn_implementation: str | None,
     trust_remote_code: bool = False,
 ) -> Any:
-    """Load the backbone: the base model without lm_head (``head="base"``) or with it (``"lm"``)."""
+    """Load the backbone: the base model without lm_head (``head="base"``) or with it (``"lm"``).
+
+    ``attn_implementation=None`` leaves the choice to the model (checkpoints with their own code).
+    """
     from transformers import AutoModel, AutoModelForImageTextToText
 
     name = os.fspath(model_id_or_path)
     path = Path(name).expanduser()
     source = str(path) if path.exists() else name
     cls = AutoModel if head == "base" else AutoModelForImageTextToText
+    extra: dict[str, Any] = {}
+    if attn_implementation is not None:
+        extra["attn_implementation"] = attn_implementation
     try:
         with quiet_transformers():
             model = cls.from_pretrained(
                 source,
                 dtype=dtype,
-                attn_implementation=attn_implementation,
                 trust_remote_code=trust_remote_code,
+                **extra,
             )
     except (OSError, ValueError) as exc:
         if path.exists():
@@ -162,20 +173,48 @@ def load_model(
 
 
 def load_tokenizer(source: str, recipe_name: str, added_tokens: tuple[str, ...] = ()) -> Any:
+    """Load the tokenizer; tokens a recipe needs that it lacks are added, in the recipe's order.
+
+    U-MARVEL's released tokenizer lacks ``<emb>``, ``<instruction_start>`` and ``<instruction_end>``:
+    its reference code adds them one by one at load time, so they get the next free ids in that order.
+    Doing the same here gives the ids its weights were trained with (see ``ensure_token_rows``).
+    """
     from transformers import AutoTokenizer
 
     try:
         with quiet_transformers():
-            tok = AutoTokenizer.from_pretrained(source)
+            tok = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(f"cannot load the tokenizer of {source!r}: {exc}") from exc
-    missing = [t for t in added_tokens if tok.convert_tokens_to_ids(t) in (None, tok.unk_token_id)]
-    if missing:
-        raise ModelNotFoundError(
-            f"the tokenizer of {source!r} lacks the token(s) {missing} that recipe {recipe_name!r} needs; "
-            "is this the right recipe for this checkpoint?"
-        )
+    for token in added_tokens:
+        if tok.convert_tokens_to_ids(token) in (None, tok.unk_token_id):
+            tok.add_tokens([token])
+            logger.info(
+                "recipe %s: added token %s to the tokenizer of %s as id %d",
+                recipe_name, token, source, tok.convert_tokens_to_ids(token),
+            )
     return tok
+
+
+def ensure_token_rows(model: Any, tokenizer: Any, tokens: tuple[str, ...], recipe_name: str) -> None:
+    """Make sure the input embedding has a row for every token in ``tokens``.
+
+    A checkpoint trained with added tokens keeps their rows (and Qwen2-VL pads its vocabulary to
+    152064 rows anyway), so nothing changes. Otherwise the embedding is resized as the reference code
+    does (``resize_token_embeddings(len(tokenizer))``) and a warning says the new rows are untrained.
+    """
+    if not tokens:
+        return
+    rows = int(model.get_input_embeddings().weight.shape[0])
+    top = max(int(tokenizer.convert_tokens_to_ids(t)) for t in tokens)
+    if top < rows:
+        return
+    logger.warning(
+        "recipe %s: the checkpoint has no embedding rows for %s (ids up to %d, %d rows); resizing the "
+        "embeddings: the new rows are untrained, so vectors will not match the published model",
+        recipe_name, list(tokens), top, rows,
+    )
+    model.resize_token_embeddings(len(tokenizer))
 
 
 def load_image_processor(source: str, min_pixels: int, max_pixels: int) -> Any:
@@ -196,6 +235,15 @@ def base_model(model: Any) -> Any:
     return model.model if hasattr(model, "lm_head") else model
 
 
+def text_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Sequential positions counted over real tokens only (pads get 0), as (3, B, L) for M-RoPE models.
+
+    Equals ``get_rope_index`` for text-only rows, with left or right padding.
+    """
+    pos = (attention_mask.to(torch.long).cumsum(-1) - 1).clamp_min(0)
+    return pos.unsqueeze(0).expand(3, -1, -1)
+
+
 def forward_hidden(
     model: Any,
     batch: dict[str, torch.Tensor],
@@ -207,8 +255,10 @@ def forward_hidden(
     """Run the base model on one collated batch; returns final-norm hidden states (B, L, H).
 
     ``positions="1d"`` gives every token the sequential position ``arange(L)`` on all three M-RoPE axes
-    (GME's reference behaviour); ``"mrope"`` lets the model compute 3-D positions from the image grid.
-    ``attention="bidirectional"`` replaces the causal mask by a padding-only mask.
+    (GME's reference behaviour); ``"mrope"`` gives the 3-D positions of the image grid (the model's own
+    ``get_rope_index``, computed here from the 2-D padding mask) and, for text-only batches, positions
+    counted over real tokens. ``attention="bidirectional"`` replaces the causal mask by a padding-only
+    4-D mask, which every Qwen-VL language model (qwen2_vl, qwen2_5_vl, qwen3_vl) takes as it is.
     """
     from transformers.masking_utils import create_bidirectional_mask
 
@@ -217,22 +267,35 @@ def forward_hidden(
     attention_mask = batch["attention_mask"]
     bsz, length = input_ids.shape
     kwargs: dict[str, Any] = {"use_cache": False}
+    mm_token_type_ids = (input_ids == image_token_id).to(torch.int32)
     if "pixel_values" in batch:
         kwargs["pixel_values"] = batch["pixel_values"]
         kwargs["image_grid_thw"] = batch["image_grid_thw"]
-    kwargs["mm_token_type_ids"] = (input_ids == image_token_id).to(torch.int32)
+    kwargs["mm_token_type_ids"] = mm_token_type_ids
     if positions == "1d":
         kwargs["position_ids"] = (
             torch.arange(length, device=input_ids.device).view(1, 1, -1).expand(3, bsz, -1)
         )
+    elif positions == "mrope":
+        if "pixel_values" in batch:
+            kwargs["position_ids"], _ = base.get_rope_index(
+                input_ids,
+                mm_token_type_ids=mm_token_type_ids,
+                image_grid_thw=batch["image_grid_thw"],
+                attention_mask=attention_mask,
+            )
+        else:
+            kwargs["position_ids"] = text_positions(attention_mask)
+    else:
+        raise ValueError(f"unknown positions {positions!r}; valid: '1d', 'mrope'")
     mask: Any = attention_mask
     if attention == "bidirectional":
         dummy = torch.empty((bsz, length, 1), dtype=base.dtype, device=input_ids.device)
-        lm_config = base.language_model.config
-        full = create_bidirectional_mask(
-            config=lm_config, inputs_embeds=dummy, attention_mask=attention_mask,
+        mask = create_bidirectional_mask(
+            config=base.language_model.config, inputs_embeds=dummy, attention_mask=attention_mask,
             allow_is_bidirectional_skip=False,
         )
-        mask = {"full_attention": full, "sliding_attention": full}
+    elif attention != "causal":
+        raise ValueError(f"unknown attention {attention!r}; valid: 'causal', 'bidirectional'")
     out = base(input_ids=input_ids, attention_mask=mask, **kwargs)
     return out.last_hidden_state

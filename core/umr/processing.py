@@ -101,6 +101,7 @@ class Processor:
         max_length: int,
         pre_resize: bool,
         padding_side: str,
+        pre_resize_pixels: tuple[int, int] = (QWEN_UTILS_MIN_PIXELS, QWEN_UTILS_MAX_PIXELS),
     ) -> None:
         self.tokenizer = tokenizer
         self.image_processor = image_processor
@@ -108,6 +109,8 @@ class Processor:
         self.max_pixels = int(max_pixels)
         self.max_length = int(max_length)
         self.pre_resize = pre_resize
+        #: (min, max) pixels of the first, qwen-vl-utils style resize (its defaults unless a recipe says)
+        self.pre_min_pixels, self.pre_max_pixels = (int(x) for x in pre_resize_pixels)
         self.padding_side = padding_side
         self.patch_size = int(getattr(image_processor, "patch_size", 14))
         self.merge_size = int(getattr(image_processor, "merge_size", 2))
@@ -137,7 +140,7 @@ class Processor:
         """Final size and visual-token count of an image of ``width`` x ``height``, without decoding it."""
         pre = None
         if self.pre_resize:
-            ph, pw = smart_resize(height, width, self.factor, QWEN_UTILS_MIN_PIXELS, QWEN_UTILS_MAX_PIXELS)
+            ph, pw = smart_resize(height, width, self.factor, self.pre_min_pixels, self.pre_max_pixels)
             pre = (pw, ph)
             height, width = ph, pw
         fh, fw = smart_resize(height, width, self.factor, self.min_pixels, self.max_pixels)

@@ -32,9 +32,17 @@ RECIPE_FILE = "umr.json"
 class EmbedRecipe:
     """How one family of MLLM embedders turns an input into a vector.
 
-    ``template`` is formatted with ``instruction`` and ``content``; ``content`` is the image placeholder
-    and the text, in the order ``image_first`` says. Prefixes (``query_prefix`` / ``document_prefix``)
-    go in front of the text part.
+    The prompt is ``template`` (or the side's own template) filled with ``instruction`` and ``content``.
+    ``content`` is the image placeholder and the text part, in the order ``image_first`` says. The text
+    part is built in this order:
+
+    1. the text with the side's prefix (``query_prefix`` / ``document_prefix``) in front, or
+       ``document_image_text`` for a document that is an image only;
+    2. with ``instruction_in_text`` the rendered instruction and a space go in front (U-MARVEL);
+    3. ``text_style`` normalises the result (U-MARVEL's M-BEIR ``format_string``).
+
+    An instruction is first resolved (``document_instruction`` rules the document side), normalised by
+    ``instruction_style`` and, when not empty, wrapped by ``instruction_format``.
     """
 
     name: str
@@ -51,9 +59,20 @@ class EmbedRecipe:
     document_prefix: str = ""
     #: text given to documents that are images only (DSE asks "What is shown in this image?")
     document_image_text: str | None = None
+    #: a non-empty instruction is rendered through this format (U-MARVEL wraps it in marker tokens,
+    #: MM-Embed writes "Instruct: ...\n"); an empty instruction renders as ""
+    instruction_format: str = "{instruction}"
+    #: put the rendered instruction in front of the user text (U-MARVEL) instead of ``{instruction}``
+    instruction_in_text: bool = False
+    #: "none": as given; "punct": strip and end with punctuation (Qwen3-VL-Embedding); "mbeir": M-BEIR
+    #: ``format_string`` (strip, drop quotes, capitalise, end with . ? or !)
+    instruction_style: Literal["none", "punct", "mbeir"] = "none"
+    text_style: Literal["none", "mbeir"] = "none"
     image_first: bool = True
     image_placeholder: str = QWEN_IMAGE
     image_pad_token: str = QWEN_IMAGE_PAD
+    #: (width, height) of a black image given to inputs without one (DSE encodes text with a dummy image)
+    text_only_image: tuple[int, int] | None = None
     pooling: Pooling = "last"
     #: tokens (start, end) whose span, both ends included, is left out of mean pooling (U-MARVEL)
     pool_exclude_span: tuple[str, str] | None = None
@@ -62,15 +81,23 @@ class EmbedRecipe:
     padding_side: Literal["left", "right"] = "right"
     #: first resize like qwen-vl-utils ``fetch_image`` before the image processor resizes again (GME)
     pre_resize: bool = True
+    #: the first resize uses the recipe's own pixel budget (U-MARVEL's patched qwen-vl-utils, Qwen3-VL's
+    #: per-image min/max_pixels) instead of qwen-vl-utils' defaults (4·28²–16384·28²)
+    pre_resize_to_budget: bool = False
     min_pixels: int = 256 * 28 * 28
     max_pixels: int = 1280 * 28 * 28
     max_length: int = 1800
     normalize: bool = True
     #: dims that Matryoshka truncation may keep (empty: only the native dim)
     matryoshka_dims: tuple[int, ...] = ()
-    #: extra tokens the tokenizer must know (U-MARVEL's instruction markers)
+    #: any dim from this one up to the native dim may be kept (a Matryoshka range, Qwen3-VL-Embedding)
+    matryoshka_min_dim: int | None = None
+    #: tokens the tokenizer must know, in the order the reference adds them when they are missing
     added_tokens: tuple[str, ...] = ()
+    #: the checkpoint ships its own modelling code: it loads only with an explicit trust_remote_code=True
     trust_remote_code: bool = False
+    #: "native": umr runs the backbone itself; "remote-encode": the checkpoint's own ``encode`` runs it
+    backend: Literal["native", "remote-encode"] = "native"
     preferred_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
 
     def template_for(self, side: Side) -> str:
@@ -82,6 +109,13 @@ class EmbedRecipe:
 
     def prefix_for(self, side: Side) -> str:
         return self.query_prefix if side == "query" else self.document_prefix
+
+    def allowed_dims(self, native_dim: int) -> str:
+        """The dims ``Embedder(dim=...)`` accepts, in words (for error messages and the model table)."""
+        if self.matryoshka_min_dim is not None:
+            return f"any integer from {self.matryoshka_min_dim} to {native_dim}"
+        dims = sorted({native_dim, *(d for d in self.matryoshka_dims if d <= native_dim)}, reverse=True)
+        return ", ".join(str(d) for d in dims)
 
 
 @dataclass(frozen=True)
@@ -111,7 +145,7 @@ class RerankRecipe:
     image_placeholder: str = QWEN_IMAGE
     image_pad_token: str = QWEN_IMAGE_PAD
     #: first resize like qwen-vl-utils ``fetch_image`` before the image processor resizes again
-    pre_resize: bool = True
+    pre_resize: bool = False
     min_pixels: int = 4 * 28 * 28
     max_pixels: int = 1024 * 28 * 28
     #: longest prompt (query + candidate, visual tokens included); longer candidate text is cut to fit
@@ -140,11 +174,15 @@ class ModelEntry:
 # ---------------------------------------------------------------------------------------------------
 # Embedding recipes
 # ---------------------------------------------------------------------------------------------------
+# Prompts are written out as the reference code renders them (Qwen2-VL chat template: a default system
+# turn, image as <|vision_start|><|image_pad|><|vision_end|>, "<|im_end|>\n" after each turn).
 _QWEN_CHAT = (
     "<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\n{content}<|im_end|>\n"
     "<|im_start|>assistant\n<|endoftext|>"
 )
 
+# GME (gme_inference.py): hand-built prompt ending in <|endoftext|>, the pooled token; queries carry the
+# task instruction in the system turn, corpus items always the default one; 1-D positions.
 GME = EmbedRecipe(
     name="gme",
     family="GME",
@@ -162,28 +200,46 @@ GME = EmbedRecipe(
     max_length=1800,
 )
 
+# U-MARVEL (chaxjli/U-MARVEL demo.py, dataset/datasets_mbeir.py, models/qwen2_vl.py): user turn then
+# an assistant turn "<emb>." rendered with add_generation_prompt=True (so a second assistant header
+# follows); the query text is format_string("<instruction_start>{I}<instruction_end> {text}"), candidates
+# format_string(text) with no instruction; bidirectional attention, 1-D positions (the reference calls
+# the inner language model with position_ids=None), mean over every non-pad token except the instruction
+# span (markers included); images through its patched qwen-vl-utils with 4·28²–300·28² pixels, which
+# the processor then leaves as they are; candidates are truncated at 1024 tokens.
 U_MARVEL = EmbedRecipe(
     name="u-marvel",
     family="U-MARVEL",
     backbone="qwen2_vl",
     template=(
-        "<|im_start|>system\n<instruction_start>{instruction}<instruction_end><|im_end|>\n"
-        "<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n<emb>.<|im_end|>"
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\n{content}<|im_end|>\n"
+        "<|im_start|>assistant\n<emb>.<|im_end|>\n<|im_start|>assistant\n"
     ),
-    default_instruction="You are a helpful assistant.",
-    document_instruction="query",
+    default_instruction="",
+    document_instruction="none",
+    instruction_format="<instruction_start>{instruction}<instruction_end>",
+    instruction_in_text=True,
+    instruction_style="mbeir",
+    text_style="mbeir",
     pooling="mean",
     pool_exclude_span=("<instruction_start>", "<instruction_end>"),
     attention="bidirectional",
     positions="1d",
     padding_side="right",
     pre_resize=True,
+    pre_resize_to_budget=True,
     min_pixels=4 * 28 * 28,
     max_pixels=300 * 28 * 28,
-    max_length=1800,
-    added_tokens=("<instruction_start>", "<instruction_end>", "<emb>"),
+    max_length=1024,
+    added_tokens=("<emb>", "<instruction_start>", "<instruction_end>"),
 )
 
+# DSE (MrLight/dse-qwen2-2b-mrl-v1 model card): chat template + "<|endoftext|>", left padding, last
+# token, standard M-RoPE forward; text goes with a dummy image (28x28 asked to resize to 1x1, which
+# qwen-vl-utils' smart_resize turns into 56x56); truncate to the first d dims, then normalise. The card
+# has no fused document: umr gives it the image and "Document: " + text. The trained Matryoshka dims
+# are not listed on the card ("e.g. 512"); the list below is the usual MRL ladder.
 DSE = EmbedRecipe(
     name="dse",
     family="DSE",
@@ -195,19 +251,107 @@ DSE = EmbedRecipe(
     default_instruction="",
     document_instruction="none",
     query_prefix="Query: ",
+    document_prefix="Document: ",
     document_image_text="What is shown in this image?",
+    text_only_image=(56, 56),
     pooling="last",
     attention="causal",
     positions="mrope",
     padding_side="left",
-    pre_resize=False,
+    pre_resize=True,
     min_pixels=1 * 28 * 28,
     max_pixels=2560 * 28 * 28,
     max_length=8192,
     matryoshka_dims=(1536, 1024, 768, 512, 256, 128),
 )
 
-EMBED_RECIPES: dict[str, EmbedRecipe] = {r.name: r for r in (GME, U_MARVEL, DSE)}
+# Qwen3-VL-Embedding (scripts/qwen3_vl_embedding.py): the instruction is the system turn (default
+# "Represent the user's input.", a user instruction gets a final "." unless it ends in punctuation),
+# generation prompt, last non-pad token, right padding, M-RoPE; images resized once by qwen-vl-utils
+# (factor 32) within 4·32²–1800·32² and not again by the processor; MRL down to 64 dims.
+QWEN3_VL_EMBEDDING = EmbedRecipe(
+    name="qwen3-vl-embedding",
+    family="Qwen3-VL-Embedding",
+    backbone="qwen3_vl",
+    template=(
+        "<|im_start|>system\n{instruction}<|im_end|>\n<|im_start|>user\n{content}<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    ),
+    default_instruction="Represent the user's input.",
+    document_instruction="default",
+    instruction_style="punct",
+    pooling="last",
+    attention="causal",
+    positions="mrope",
+    padding_side="right",
+    pre_resize=True,
+    pre_resize_to_budget=True,
+    min_pixels=4 * 32 * 32,
+    max_pixels=1800 * 32 * 32,
+    max_length=8192,
+    matryoshka_min_dim=64,
+)
+
+# MM-Embed (nvidia/MM-Embed modeling_nvmmembed.py): LLaVA-Next + NV-Embed latent attention, run by the
+# checkpoint's own ``encode``; the templates below only document what that code builds.
+MM_EMBED = EmbedRecipe(
+    name="mm-embed",
+    family="MM-Embed",
+    backbone="llava_next",
+    template="{content}",
+    query_template="{instruction}Query: {content}",
+    default_instruction="",
+    document_instruction="none",
+    instruction_format="Instruct: {instruction}\n",
+    image_placeholder="<image>\n",
+    image_pad_token="<image>",
+    pooling="mean",
+    attention="bidirectional",
+    positions="1d",
+    pre_resize=False,
+    min_pixels=336 * 336,
+    max_pixels=672 * 672,
+    max_length=4096,
+    trust_remote_code=True,
+    backend="remote-encode",
+    preferred_dtype="float16",
+)
+
+EMBED_RECIPES: dict[str, EmbedRecipe] = {
+    r.name: r for r in (GME, U_MARVEL, DSE, QWEN3_VL_EMBEDDING, MM_EMBED)
+}
+
+EMBED_MODELS: tuple[ModelEntry, ...] = (
+    ModelEntry(
+        "Alibaba-NLP/gme-Qwen2-VL-2B-Instruct", "gme", "embedder", "2.2B", 1536, "apache-2.0",
+        "default; text, image, fused and page retrieval",
+    ),
+    ModelEntry(
+        "Alibaba-NLP/gme-Qwen2-VL-7B-Instruct", "gme", "embedder", "8.3B", 3584, "apache-2.0",
+        "higher quality GME; same recipe",
+    ),
+    ModelEntry(
+        "TencentBAC/U-MARVEL-Qwen2VL-7B-Instruct", "u-marvel", "embedder", "8.3B", 3584,
+        "code MIT; weights: see model card",
+        "universal retrieval (M-BEIR), bidirectional mean pooling",
+    ),
+    ModelEntry(
+        "MrLight/dse-qwen2-2b-mrl-v1", "dse", "embedder", "2.2B", 1536, "apache-2.0",
+        "screenshot / page retrieval, Matryoshka dims",
+    ),
+    ModelEntry(
+        "Qwen/Qwen3-VL-Embedding-2B", "qwen3-vl-embedding", "embedder", "2B", 2048, "apache-2.0",
+        "text, image, fused, page retrieval; MRL 64-2048",
+    ),
+    ModelEntry(
+        "Qwen/Qwen3-VL-Embedding-8B", "qwen3-vl-embedding", "embedder", "8B", 4096, "apache-2.0",
+        "higher quality Qwen3-VL-Embedding; MRL 64-4096",
+    ),
+    ModelEntry(
+        "nvidia/MM-Embed", "mm-embed", "embedder", "8.2B", 4096, "cc-by-nc-4.0",
+        "non-commercial only; runs its own code (trust_remote_code=True)",
+    ),
+)
 
 # ---------------------------------------------------------------------------------------------------
 # Reranking recipes
@@ -232,7 +376,7 @@ QWEN_ZERO_SHOT = RerankRecipe(
     yes_token="Yes",
     no_token="No",
     score="softmax",
-    pre_resize=True,
+    pre_resize=False,  # one resize, as the Qwen2-VL processor does on its own
     min_pixels=4 * 28 * 28,
     max_pixels=1024 * 28 * 28,
     max_length=4096,
@@ -289,22 +433,7 @@ DEFAULT_RERANKER = "Qwen/Qwen3-VL-Reranker-2B"
 # Published checkpoints
 # ---------------------------------------------------------------------------------------------------
 MODELS: tuple[ModelEntry, ...] = (
-    ModelEntry(
-        "Alibaba-NLP/gme-Qwen2-VL-2B-Instruct", "gme", "embedder", "2.2B", 1536, "apache-2.0",
-        "default; text, image, fused and page retrieval",
-    ),
-    ModelEntry(
-        "Alibaba-NLP/gme-Qwen2-VL-7B-Instruct", "gme", "embedder", "8.3B", 3584, "apache-2.0",
-        "higher quality GME; same recipe",
-    ),
-    ModelEntry(
-        "TencentBAC/U-MARVEL-Qwen2VL-7B-Instruct", "u-marvel", "embedder", "8.3B", 3584, "MIT",
-        "universal retrieval (M-BEIR), bidirectional mean pooling",
-    ),
-    ModelEntry(
-        "MrLight/dse-qwen2-2b-mrl-v1", "dse", "embedder", "2.2B", 1536, "apache-2.0",
-        "screenshot / page retrieval, Matryoshka dims",
-    ),
+    *EMBED_MODELS,
     ModelEntry(
         "Qwen/Qwen3-VL-Reranker-2B", "qwen3-vl-reranker", "reranker", "2B", None, "apache-2.0",
         "default reranker; text, image and fused queries and candidates",
@@ -421,8 +550,8 @@ def list_recipes(kind: Literal["embedder", "reranker", "all"] = "all") -> list[d
             continue
         if entry.kind == "embedder":
             r = EMBED_RECIPES[entry.recipe]
-            pooling = f"{r.pooling} ({r.attention})"
-            dims = ", ".join(str(d) for d in r.matryoshka_dims) if r.matryoshka_dims else str(entry.dim)
+            pooling = _embed_pooling_text(r)
+            dims = r.allowed_dims(entry.dim) if entry.dim is not None else "-"
             backbone = r.backbone
         else:
             rr = RERANK_RECIPES[entry.recipe]
@@ -443,6 +572,53 @@ def list_recipes(kind: Literal["embedder", "reranker", "all"] = "all") -> list[d
             }
         )
     return rows
+
+
+def _embed_pooling_text(r: EmbedRecipe) -> str:
+    if r.backend == "remote-encode":
+        return "own code (latent attention)"
+    text = f"{r.pooling} ({r.attention})"
+    if r.pool_exclude_span is not None:
+        text += ", instruction excluded"
+    return text
+
+
+#: columns of the model table, in order, with their headers
+TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("model_id", "model"),
+    ("kind", "kind"),
+    ("recipe", "recipe"),
+    ("backbone", "backbone"),
+    ("params", "params"),
+    ("pooling", "pooling"),
+    ("dims", "dims"),
+    ("license", "licence"),
+    ("purpose", "purpose"),
+)
+
+
+def format_table(rows: list[dict[str, object]], fmt: Literal["markdown", "text"] = "markdown") -> str:
+    """Render ``list_recipes()`` rows as a markdown table (README) or aligned plain text (``umr models``)."""
+    if fmt not in ("markdown", "text"):
+        raise ValueError(f"fmt must be 'markdown' or 'text', got {fmt!r}")
+    keys = [k for k, _ in TABLE_COLUMNS]
+    headers = [h for _, h in TABLE_COLUMNS]
+    cells = [[str(row.get(k, "")) for k in keys] for row in rows]
+    if fmt == "markdown":
+
+        def md(values: list[str]) -> str:
+            return "| " + " | ".join(v.replace("|", "\\|").replace("\n", " ") for v in values) + " |"
+
+        lines = [md(headers), "|" + "|".join("---" for _ in headers) + "|"]
+        lines += [md(c) for c in cells]
+        return "\n".join(lines) + "\n"
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
+
+    out = [line(headers), line(["-" * w for w in widths])] + [line(c) for c in cells]
+    return "\n".join(out) + "\n"
 
 
 def recipe_fields(recipe: EmbedRecipe | RerankRecipe) -> dict[str, object]:

@@ -1,13 +1,15 @@
 """Tiny offline models of the real architectures, for tests, demos and benchmarks.
 
-Nothing here touches a model hub. ``build_tiny_model(path)`` trains a small byte-level BPE tokenizer on
-a built-in corpus, writes a Qwen2-VL image processor config, creates a Qwen2-VL model a few layers deep
-with random weights (deterministic for a seed) and saves everything with ``save_pretrained``, so that it
-loads back through the same ``from_pretrained`` path a user's real checkpoint takes::
+Nothing here touches a model hub. ``build_tiny_model(path, recipe=...)`` trains a small byte-level BPE
+tokenizer on a built-in corpus, writes a Qwen-VL image processor config, creates the recipe's backbone
+(Qwen2-VL, Qwen2.5-VL or Qwen3-VL) a few layers deep with random weights (deterministic for a seed) and
+saves everything with ``save_pretrained``, so that it loads back through the same ``from_pretrained``
+path a user's real checkpoint takes::
 
     from umr.testing import build_tiny_model
     path = build_tiny_model("/tmp/tiny-gme")                # recipe "gme" recorded in umr.json
     emb = umr.Embedder.from_pretrained(path)                   # no recipe= needed
+    build_tiny_model("/tmp/tiny-q3", recipe="qwen3-vl-embedding")   # a Qwen3-VL backbone
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ Yes No yes no True False true false. The answer is Yes. The answer is No.
 """
 
 
-def _train_tokenizer(vocab_size: int) -> Any:
+def _train_tokenizer(vocab_size: int, extra_tokens: tuple[str, ...] = EXTRA_TOKENS) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -76,7 +78,8 @@ def _train_tokenizer(vocab_size: int) -> Any:
         pad_token="<|endoftext|>",
         additional_special_tokens=[t for t in SPECIAL_TOKENS if t not in ("<|endoftext|>", "<|im_end|>")],
     )
-    fast.add_tokens(list(EXTRA_TOKENS), special_tokens=True)
+    if extra_tokens:
+        fast.add_tokens(list(extra_tokens), special_tokens=True)
     missing = [w for w in ANSWER_WORDS if len(fast.encode(w, add_special_tokens=False)) != 1]
     if missing:
         fast.add_tokens(missing)
@@ -127,8 +130,65 @@ def tiny_qwen2_vl_config(vocab_size: int, token_ids: dict[str, int], hidden: int
     )
 
 
+def _text_config(vocab_size: int, token_ids: dict[str, int], hidden: int, layers: int) -> dict[str, Any]:
+    heads = 4
+    half = hidden // heads // 2
+    mrope = [half // 4, (half - half // 4) // 2]
+    mrope.append(half - sum(mrope))
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden,
+        "intermediate_size": hidden * 2,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-6,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
+        "bos_token_id": token_ids["<|endoftext|>"],
+        "eos_token_id": token_ids["<|im_end|>"],
+        "pad_token_id": token_ids["<|endoftext|>"],
+        "tie_word_embeddings": True,
+    }
+
+
+def _media_ids(token_ids: dict[str, int]) -> dict[str, int]:
+    return {
+        "image_token_id": token_ids["<|image_pad|>"],
+        "video_token_id": token_ids["<|video_pad|>"],
+        "vision_start_token_id": token_ids["<|vision_start|>"],
+        "vision_end_token_id": token_ids["<|vision_end|>"],
+    }
+
+
+def tiny_qwen2_5_vl_config(
+    vocab_size: int, token_ids: dict[str, int], hidden: int = 64, layers: int = 2
+) -> Any:
+    """A Qwen2.5-VL config a few layers deep: windowed vision attention with one full-attention block."""
+    from transformers import Qwen2_5_VLConfig
+
+    return Qwen2_5_VLConfig(
+        text_config=_text_config(vocab_size, token_ids, hidden, layers),
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "in_channels": 3,
+            "out_hidden_size": hidden,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "window_size": 56,
+            "fullatt_block_indexes": [1],
+        },
+        tie_word_embeddings=True,
+        **_media_ids(token_ids),
+    )
+
+
 def tiny_qwen3_vl_config(vocab_size: int, token_ids: dict[str, int], hidden: int = 64, layers: int = 2) -> Any:
-    """A Qwen3-VL config a few layers deep (interleaved M-RoPE, DeepStack vision features, untied lm_head)."""
+    """A Qwen3-VL config a few layers deep: patch 16 (factor 32), interleaved M-RoPE, deepstack features."""
     from transformers import Qwen3VLConfig
 
     heads = 4
@@ -149,9 +209,8 @@ def tiny_qwen3_vl_config(vocab_size: int, token_ids: dict[str, int], hidden: int
             "rope_parameters": {
                 "rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope, "mrope_interleaved": True,
             },
-            "bos_token_id": token_ids["<|endoftext|>"],
-            "eos_token_id": token_ids["<|im_end|>"],
             "pad_token_id": token_ids["<|endoftext|>"],
+            "tie_word_embeddings": True,
         },
         vision_config={
             "depth": 2,
@@ -164,82 +223,33 @@ def tiny_qwen3_vl_config(vocab_size: int, token_ids: dict[str, int], hidden: int
             "temporal_patch_size": 2,
             "out_hidden_size": hidden,
             "num_position_embeddings": 64,
-            "deepstack_visual_indexes": [0],
+            "deepstack_visual_indexes": [0, 1],
         },
-        image_token_id=token_ids["<|image_pad|>"],
-        video_token_id=token_ids["<|video_pad|>"],
-        vision_start_token_id=token_ids["<|vision_start|>"],
-        vision_end_token_id=token_ids["<|vision_end|>"],
-        tie_word_embeddings=False,
-    )
-
-
-def tiny_qwen2_5_vl_config(
-    vocab_size: int, token_ids: dict[str, int], hidden: int = 64, layers: int = 2
-) -> Any:
-    """A Qwen2.5-VL config a few layers deep (windowed vision attention, one full-attention block)."""
-    from transformers import Qwen2_5_VLConfig
-
-    text = tiny_qwen2_vl_config(vocab_size, token_ids, hidden=hidden, layers=layers).text_config.to_dict()
-    return Qwen2_5_VLConfig(
-        text_config={k: v for k, v in text.items() if k not in ("model_type", "architectures")},
-        vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "in_channels": 3,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "window_size": 56,
-            "out_hidden_size": hidden,
-            "fullatt_block_indexes": [1],
-        },
-        image_token_id=token_ids["<|image_pad|>"],
-        video_token_id=token_ids["<|video_pad|>"],
-        vision_start_token_id=token_ids["<|vision_start|>"],
-        vision_end_token_id=token_ids["<|vision_end|>"],
         tie_word_embeddings=True,
+        **_media_ids(token_ids),
     )
 
 
-_QWEN2_IMAGE_PROCESSOR = {"min_pixels": 4 * 28 * 28, "max_pixels": 16384 * 28 * 28}
-#: backbone (a recipe's ``backbone``) -> (config builder, model class name, image processor settings)
-TINY_ARCHITECTURES: dict[str, tuple[Any, str, dict[str, Any]]] = {
-    "qwen2_vl": (tiny_qwen2_vl_config, "Qwen2VLForConditionalGeneration", _QWEN2_IMAGE_PROCESSOR),
-    "qwen2_5_vl": (tiny_qwen2_5_vl_config, "Qwen2_5_VLForConditionalGeneration", _QWEN2_IMAGE_PROCESSOR),
-    # Qwen3-VL: 16-pixel patches (factor 32) and mean/std 0.5, as in its preprocessor_config.json
-    "qwen3_vl": (
-        tiny_qwen3_vl_config,
-        "Qwen3VLForConditionalGeneration",
-        {
-            "patch_size": 16, "merge_size": 2, "temporal_patch_size": 2, "image_mean": [0.5, 0.5, 0.5],
-            "image_std": [0.5, 0.5, 0.5], "min_pixels": 4 * 32 * 32, "max_pixels": 16384 * 32 * 32,
-        },
-    ),
+#: backbones ``build_tiny_model`` can build: model_type -> (config builder, model class name, patch size)
+TINY_BACKBONES: dict[str, tuple[str, str, int]] = {
+    "qwen2_vl": ("tiny_qwen2_vl_config", "Qwen2VLForConditionalGeneration", 14),
+    "qwen2_5_vl": ("tiny_qwen2_5_vl_config", "Qwen2_5_VLForConditionalGeneration", 14),
+    "qwen3_vl": ("tiny_qwen3_vl_config", "Qwen3VLForConditionalGeneration", 16),
 }
 
 
-def _save_tiny(out: Path, backbone: str, tokenizer: Any, seed: int, hidden_size: int, num_layers: int) -> None:
-    import torch
-    import transformers
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    make_config, class_name, image_settings = TINY_ARCHITECTURES[backbone]
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    config = make_config(len(tokenizer), ids, hidden=hidden_size, layers=num_layers)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = getattr(transformers, class_name)(config)
-    model.eval()
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    Qwen2VLImageProcessorPil(**image_settings).save_pretrained(out)
+def recipe_backbone(recipe: str) -> str:
+    """The backbone (transformers model_type) a recipe name runs on."""
+    if recipe in EMBED_RECIPES:
+        return EMBED_RECIPES[recipe].backbone
+    if recipe in RERANK_RECIPES:
+        return RERANK_RECIPES[recipe].backbone
+    valid = sorted({*EMBED_RECIPES, *RERANK_RECIPES})
+    raise ValueError(f"unknown recipe {recipe!r}; valid: {', '.join(valid)}")
 
 
 def _save_tiny_lora(adapter_dir: Path, base_dir: Path, seed: int, rank: int = 4) -> None:
-    """A random (non-zero) LoRA adapter on the language model's attention of the tiny base model."""
+    """A random (non-zero) peft LoRA adapter on the language model's attention of the tiny base model."""
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as exc:
@@ -249,7 +259,10 @@ def _save_tiny_lora(adapter_dir: Path, base_dir: Path, seed: int, rank: int = 4)
     import torch
     from transformers import AutoModelForImageTextToText
 
-    base = AutoModelForImageTextToText.from_pretrained(base_dir, dtype=torch.float32)
+    from umr.modeling import quiet_transformers
+
+    with quiet_transformers():
+        base = AutoModelForImageTextToText.from_pretrained(base_dir, dtype=torch.float32)
     config = LoraConfig(
         r=rank,
         lora_alpha=2 * rank,
@@ -273,42 +286,57 @@ def build_tiny_model(
     vocab_size: int = 512,
     backbone: str | None = None,
 ) -> Path:
-    """Write a tiny random-weight checkpoint (model, tokenizer, image processor) to ``path``.
+    """Write a tiny random-weight checkpoint (model, tokenizer, image processor) for ``recipe`` to ``path``.
 
-    ``recipe`` is any embedding or reranking recipe name; the architecture follows the recipe's
-    ``backbone`` (Qwen2-VL or Qwen3-VL) unless ``backbone`` names another one of ``TINY_ARCHITECTURES``
-    (the zero-shot reranker recipe also runs on ``"qwen2_5_vl"``). The name is recorded in ``umr.json`` so
-    ``Embedder.from_pretrained(path)`` / ``Reranker.from_pretrained(path)`` find it. For a recipe whose
-    checkpoints are LoRA adapters (``adapter_of``, MonoQwen2-VL), a tiny base model goes to ``path/base``
-    and a random peft LoRA adapter on it to ``path`` (needs peft). Deterministic for a given ``seed``.
-    Returns the path.
+    The architecture is the recipe's backbone (Qwen2-VL, Qwen2.5-VL or Qwen3-VL); ``backbone`` overrides
+    it (e.g. a Qwen2.5-VL model under the zero-shot reranking recipe). The recipe is recorded in
+    ``umr.json`` so ``Embedder.from_pretrained(path)`` / ``Reranker.from_pretrained(path)`` find it.
+    Recipes whose tokens the released tokenizer lacks (U-MARVEL) get a tokenizer without them and an
+    embedding with spare rows, like the real checkpoint. A recipe whose checkpoints are LoRA adapters
+    (``adapter_of``: MonoQwen2-VL) gets a tiny base model in ``path/base`` and a random peft LoRA adapter
+    on it in ``path`` (adapter files only, like the published repository; needs peft).
+    Deterministic for a given ``seed``. Returns the path.
     """
-    if recipe in EMBED_RECIPES:
-        native, adapter = EMBED_RECIPES[recipe].backbone, False
-    elif recipe in RERANK_RECIPES:
-        native, adapter = RERANK_RECIPES[recipe].backbone, RERANK_RECIPES[recipe].adapter_of is not None
-    else:
-        valid = sorted({*EMBED_RECIPES, *RERANK_RECIPES})
-        raise ValueError(f"unknown recipe {recipe!r}; valid: {', '.join(valid)}")
-    backbone = backbone or native
-    if backbone not in TINY_ARCHITECTURES:
-        raise ValueError(
-            f"no tiny model for backbone {backbone!r} (recipe {recipe!r}); "
-            f"available: {', '.join(sorted(TINY_ARCHITECTURES))}"
-        )
-    from umr.modeling import quiet_transformers
+    import torch
+    import transformers
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
+    arch = backbone or recipe_backbone(recipe)
+    if arch not in TINY_BACKBONES:
+        raise ValueError(
+            f"no tiny builder for backbone {arch!r} (recipe {recipe!r}); tiny models exist for "
+            f"{', '.join(sorted(TINY_BACKBONES))}. Recipes that run a checkpoint's own code (MM-Embed) "
+            "are tested with a small stand-in checkout instead."
+        )
+    config_fn, model_cls, patch = TINY_BACKBONES[arch]
+    added = EMBED_RECIPES[recipe].added_tokens if recipe in EMBED_RECIPES else ()
+    adapter = recipe in RERANK_RECIPES and RERANK_RECIPES[recipe].adapter_of is not None
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = _train_tokenizer(vocab_size)
+    target = out / "base" if adapter else out  # where the full model goes
+    target.mkdir(exist_ok=True)
+    tokenizer = _train_tokenizer(vocab_size, extra_tokens=() if added else EXTRA_TOKENS)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    # like Qwen2-VL's 152064 rows for 151657 tokens: room for the tokens added at load time
+    rows = len(tokenizer) + (-(-(len(tokenizer) + len(added)) // 64) * 64 - len(tokenizer) if added else 0)
+    config = globals()[config_fn](rows, ids, hidden=hidden_size, layers=num_layers)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = getattr(transformers, model_cls)(config)
+    model.eval()
+    from umr.modeling import quiet_transformers
+
     with quiet_transformers():
-        if adapter:
-            base_dir = out / "base"
-            base_dir.mkdir(exist_ok=True)
-            _save_tiny(base_dir, backbone, tokenizer, seed, hidden_size, num_layers)
-            # like the published adapter repository: adapter files only; tokenizer and processor from the base
-            _save_tiny_lora(out, base_dir, seed)
-        else:
-            _save_tiny(out, backbone, tokenizer, seed, hidden_size, num_layers)
-    write_recipe_marker(out, recipe, tiny=True, seed=seed)
+        model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    processor_kwargs: dict[str, Any] = {"patch_size": patch, "merge_size": 2, "temporal_patch_size": 2}
+    if arch == "qwen3_vl":
+        processor_kwargs.update(image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    factor = patch * 2
+    Qwen2VLImageProcessorPil(
+        min_pixels=4 * factor * factor, max_pixels=16384 * 28 * 28, **processor_kwargs
+    ).save_pretrained(target)
+    if adapter:
+        _save_tiny_lora(out, target, seed)
+    write_recipe_marker(out, recipe, tiny=True, seed=seed, backbone=arch)
     return out

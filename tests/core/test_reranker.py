@@ -328,26 +328,27 @@ def test_lm_head_is_never_applied_to_the_sequence(reranker):
 def test_rerank_sorts_descending_and_top_n(reranker):
     cands = ["a red circle", "a blue square", "The quick brown fox.", "revenue grew", "red", "Yes No"]
     scores = reranker.score("red", cands)
-    ranked = reranker.rerank("red", cands)
-    assert sorted(i for i, _ in ranked) == list(range(len(cands)))
-    assert [s for _, s in ranked] == sorted(scores, reverse=True)
+    ranked = reranker.rerank("red", cands, top_n=4)
+    assert len(ranked) == 4 and len(set(i for i, _ in ranked)) == 4
+    assert [s for _, s in ranked] == sorted(scores, reverse=True)[:4]
     assert all(abs(scores[i] - s) <= 1e-6 for i, s in ranked)
-    top = reranker.rerank("red", cands, top_n=3)
-    assert top == ranked[:3]
-    assert reranker.rerank("red", cands, top_n=100) == ranked
 
 
 def test_ties_keep_the_candidates_order(reranker, monkeypatch):
     monkeypatch.setattr(reranker, "score", lambda q, c, i=None, **kw: [0.2, 0.9, 0.2, 0.9, 0.5, 0.2])
     assert reranker.rerank("q", ["a"] * 6) == [(1, 0.9), (3, 0.9), (4, 0.5), (0, 0.2), (2, 0.2), (5, 0.2)]
     assert reranker.rerank("q", ["a"] * 6, top_n=2) == [(1, 0.9), (3, 0.9)]
+    assert len(reranker.rerank("q", ["a"] * 6, top_n=100)) == 6
 
 
-def test_identical_candidates_tie_in_order(reranker):
-    ranked = reranker.rerank("red", ["same text", "other", "same text", "same text"])
-    same = [i for i, _ in ranked if i != 1]
-    assert same == [0, 2, 3]
-    assert len({s for i, s in ranked if i != 1}) == 1
+def test_identical_candidates_score_alike_and_rank_together(reranker):
+    ranked = reranker.rerank("red", ["same text", "another candidate entirely", "same text", "same text"])
+    positions = [pos for pos, (i, _) in enumerate(ranked) if i != 1]
+    assert positions in ([0, 1, 2], [1, 2, 3])  # nothing ranks between identical candidates
+    same = [s for i, s in ranked if i != 1]
+    assert max(same) - min(same) <= 1e-6
+    if len(set(same)) == 1:  # bitwise ties (the usual case): the candidates' order is kept
+        assert [i for i, _ in ranked if i != 1] == [0, 2, 3]
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, False, "3", 2.0])
