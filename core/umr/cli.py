@@ -352,17 +352,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from umr.recipes import list_recipes
+    from umr.recipes import format_table, list_recipes
 
-    rows = list_recipes()
+    rows = list_recipes(args.kind)
     if args.json:
         _out(json.dumps(rows, indent=2))
-        return 0
-    cols = ["model_id", "kind", "recipe", "backbone", "pooling", "dims", "license", "purpose"]
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
-    _out("  ".join(c.ljust(widths[c]) for c in cols))
-    for r in rows:
-        _out("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
+    else:
+        sys.stdout.write(format_table(rows, "markdown" if args.markdown else "text"))
     return 0
 
 
@@ -459,7 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("models", help="the model table")
+    p.add_argument("--kind", choices=("all", "embedder", "reranker"), default="all")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="markdown, as in the README")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("make-tiny-model", help="write a tiny random-weight model to try every command offline")

@@ -265,7 +265,7 @@ DSE = EmbedRecipe(
     matryoshka_dims=(1536, 1024, 768, 512, 256, 128),
 )
 
-# Qwen3-VL-Embedding (scripts/qwen3_vl_embedding.py): the instruction is the system turn (default
+# Qwen3-VL-Embedding (its repo's scripts/qwen3_vl_embedding.py): the instruction is the system turn (default
 # "Represent the user's input.", a user instruction gets a final "." unless it ends in punctuation),
 # generation prompt, last non-pad token, right padding, M-RoPE; images resized once by qwen-vl-utils
 # (factor 32) within 4·32²–1800·32² and not again by the processor; MRL down to 64 dims.

@@ -553,12 +553,16 @@ def test_list_recipes_covers_every_model_and_renders():
         format_table(rows, "html")  # type: ignore[arg-type]
 
 
-def test_model_table_script_prints_the_same_table(capsys):
-    import runpy
+def test_readme_model_table_is_generated_from_the_registry(capsys):
+    from umr.cli import main
 
-    script = Path(__file__).resolve().parents[2] / "scripts" / "gen_model_table.py"
-    main = runpy.run_path(str(script))["main"]
-    assert main([]) == 0
-    assert capsys.readouterr().out == format_table(list_recipes(), "markdown")
-    main(["--text", "--kind", "embedder"])
+    assert main(["models", "--markdown"]) == 0
+    table = capsys.readouterr().out
+    assert table == format_table(list_recipes(), "markdown")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("<!-- model-table:start -->") + len("<!-- model-table:start -->\n")
+    end = readme.index("<!-- model-table:end -->")
+    assert readme[start:end] == table, "README model table is stale: run `umr models --markdown`"
+    main(["models", "--kind", "embedder"])
     assert capsys.readouterr().out == format_table(list_recipes("embedder"), "text")
+

@@ -33,7 +33,7 @@ from .render import (
     open_document,
     sniff,
 )
-from .workers import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, render_files
+from .workers import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, RenderPool, render_files
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -47,6 +47,7 @@ __all__ = [
     "FileDone",
     "FileError",
     "Page",
+    "RenderPool",
     "RenderRecord",
     "check_regular",
     "downscale",

@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     faults: dict[str, Any] = {}
     if os.environ.get(TEST_FAULTS_ENV):
         faults = json.loads(os.environ[TEST_FAULTS_ENV])
+    # PyMuPDF imports its optional ``pymupdf.layout`` add-on (onnxruntime, seconds of start-up)
+    # when installed; a renderer does not need it.  ``None`` in sys.modules makes that import fail.
+    sys.modules.setdefault("pymupdf.layout", None)  # type: ignore[arg-type]
     try:
         import pymupdf
 

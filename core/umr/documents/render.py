@@ -51,6 +51,8 @@ RENDER_VERSION = "1"
 
 MIN_PIXELS_BUDGET = 1024
 
+_MEMORY_HINT = "downscale or check the file, or raise the worker memory_limit"
+
 _IMAGE_FORMATS = {"PNG", "JPEG", "GIF", "WEBP", "TIFF", "BMP"}
 
 
@@ -266,11 +268,11 @@ class _PdfDocument(OpenedDocument):
                 with open(source, "rb") as fh:
                     doc = pymupdf.open(stream=fh.read(), filetype="pdf")
         except MemoryError:
-            raise DocumentError(MEMORY, "ran out of memory while opening the PDF: check the file") from None
+            raise DocumentError(MEMORY, f"ran out of memory while opening the PDF: {_MEMORY_HINT}") from None
         except Exception as exc:
             raise DocumentError(
                 CORRUPT,
-                f"corrupt or unreadable PDF ({_mupdf_message(exc)}): repair it "
+                f"corrupt or unreadable PDF ({_mupdf_message(exc, source)}): repair it "
                 "(qpdf in.pdf out.pdf, or mutool clean in.pdf out.pdf) and index it again",
             ) from None
         self._doc = doc
@@ -377,9 +379,13 @@ class _PdfDocument(OpenedDocument):
         )
 
 
-def _mupdf_message(exc: BaseException) -> str:
+def _mupdf_message(exc: BaseException, source: str = "") -> str:
+    """First line of an exception message, without the file's path, printable."""
     msg = str(exc).strip().splitlines()
     text = msg[0] if msg else type(exc).__name__
+    if source:
+        text = text.replace(f" '{source}'", "").replace(source, "<file>")
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text[:200]
 
 
@@ -442,7 +448,9 @@ class _ImageDocument(OpenedDocument):
                 TOO_LARGE, f"image too large ({exc}); decompression-bomb guard: downscale it first"
             ) from None
         except MemoryError:
-            raise DocumentError(MEMORY, "ran out of memory while opening the image: check the file") from None
+            raise DocumentError(
+                MEMORY, f"ran out of memory while opening the image: {_MEMORY_HINT}"
+            ) from None
         except Exception as exc:
             raise DocumentError(
                 CORRUPT, f"corrupt or unreadable {fmt} image ({_mupdf_message(exc)}): re-export it"
@@ -492,12 +500,13 @@ class _ImageDocument(OpenedDocument):
         except DocumentError:
             raise
         except MemoryError:
-            raise DocumentError(MEMORY, f"ran out of memory decoding the {what}: check the file") from None
+            raise DocumentError(MEMORY, f"ran out of memory decoding the {what}: {_MEMORY_HINT}") from None
         except Image.DecompressionBombError as exc:
             raise DocumentError(TOO_LARGE, f"{what} too large ({exc}): downscale it first") from None
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise DocumentError(
-                CORRUPT, f"corrupt or truncated {what} ({_mupdf_message(exc)}): re-export or re-download it"
+                CORRUPT,
+                f"corrupt or truncated {what} ({_mupdf_message(exc, self.source)}): re-export or re-download it",
             ) from None
         except Exception as exc:  # pragma: no cover - decoder bugs
             raise DocumentError(INTERNAL, f"cannot decode the {what} ({type(exc).__name__}: {exc})") from None

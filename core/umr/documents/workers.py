@@ -105,15 +105,6 @@ class _Worker:
         self._close()
         return code
 
-    def stop(self) -> None:
-        try:
-            self.conn.send(None)
-            self.proc.wait(timeout=2)
-        except (OSError, ValueError, subprocess.TimeoutExpired):
-            self.kill()
-            return
-        self._close()
-
     def _close(self) -> None:
         try:
             self.conn.close()
@@ -316,13 +307,143 @@ class _Pool:
         logger.warning("%s: %s", safe_display(task.source), reason)
         return FileError(task.source, reason, TIMEOUT, task.sha256)
 
+    def abort_busy(self) -> None:
+        """Kill workers still busy with files of an abandoned run (their output is stale)."""
+        for w in self.busy():
+            self._discard(w)
+
     def close(self) -> None:
+        """Stop idle workers politely, kill busy ones; never wait long."""
         for w in self.workers:
             if w.task is None and w.ready:
-                w.stop()
+                try:
+                    w.conn.send(None)
+                except OSError:
+                    pass
             else:
                 w.kill()
+        deadline = time.monotonic() + 1.0
+        for w in self.workers:
+            if w.proc.returncode is None:
+                try:
+                    w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    w.kill()
+                    continue
+            w._close()
         self.workers.clear()
+
+
+class RenderPool:
+    """Worker processes that render files; reuse one pool across many runs to pay the
+    interpreter start-up once.  See :func:`render_files` for the meaning of the options.
+
+    >>> with RenderPool(workers=2) as pool:                       # doctest: +SKIP
+    ...     for record in pool.render(walk("papers/"), max_pixels=1_003_520):
+    ...         ...
+
+    Workers start on first use, stay idle between runs, and stop on :meth:`close` (or when this
+    process exits).  One run at a time per pool.
+    """
+
+    def __init__(
+        self,
+        workers: int = 1,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        file_timeout: float | None = None,
+        memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
+        startup_timeout: float = 120.0,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        if file_timeout is not None and file_timeout <= 0:
+            raise ValueError(f"file_timeout must be positive or None, got {file_timeout}")
+        self._pool = _Pool(workers, memory_limit, timeout, file_timeout, startup_timeout)
+        self._running = False
+        self._closed = False
+
+    @property
+    def workers(self) -> int:
+        return self._pool.size
+
+    def render(
+        self,
+        paths: Iterable[PathLike | FileError],
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        skip: SkipCallback | None = None,
+        text: bool = True,
+        max_image_pixels: int = MAX_IMAGE_PIXELS,
+    ) -> Iterator[RenderItem]:
+        """Like :func:`render_files`, on this pool's workers."""
+        if self._closed:
+            raise RuntimeError("this RenderPool is closed")
+        max_pixels = validate_max_pixels(max_pixels)
+        options = {"max_pixels": max_pixels, "text": text, "max_image_pixels": max_image_pixels}
+        return self._run(paths, options, skip)
+
+    def _run(
+        self, paths: Iterable[PathLike | FileError], options: dict[str, Any], skip: SkipCallback | None
+    ) -> Iterator[RenderItem]:
+        if self._running:
+            raise RuntimeError("a RenderPool renders one run at a time; finish or close the other run first")
+        self._running = True
+        pool = self._pool
+        items = iter(paths)
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pool.busy()) < pool.size:
+                    item = next(items, None)
+                    if item is None:
+                        exhausted = True
+                        break
+                    if isinstance(item, FileError):
+                        yield item
+                        continue
+                    source = _as_str(item)
+                    sha: str | None = None
+                    try:
+                        check_regular(source)
+                        if skip is not None:
+                            sha = file_sha256(source)
+                            if skip(source, sha):
+                                yield FileDone(source, sha, 0, skipped=True)
+                                continue
+                    except DocumentError as exc:
+                        yield exc.to_record(source)
+                        continue
+                    worker = pool.free_worker()
+                    assert worker is not None
+                    pool.assign(worker, source, sha, options)
+                if not pool.busy():
+                    if exhausted:
+                        return
+                    continue
+                yield from pool.poll()
+        finally:
+            pool.abort_busy()
+            self._running = False
+
+    def close(self) -> None:
+        self._closed = True
+        self._pool.close()
+
+    def __enter__(self) -> RenderPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            if not self._closed:
+                self._pool.close()
+        except Exception:
+            pass
 
 
 def render_files(
@@ -356,58 +477,32 @@ def render_files(
     when it returns true the file is not rendered and ``FileDone(..., skipped=True)`` comes out
     (the file is hashed in this process for that).  Non-regular files (FIFOs, devices, dangling
     symlinks) and empty files are reported without ever being opened.
+
+    Workers start with the run and stop when the generator finishes or is closed; use a
+    :class:`RenderPool` to keep them across runs.
     """
-    max_pixels = validate_max_pixels(max_pixels)
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if timeout <= 0:
-        raise ValueError(f"timeout must be positive, got {timeout}")
-    options = {"max_pixels": max_pixels, "text": text, "max_image_pixels": max_image_pixels}
-    return _render_files(paths, options, workers, memory_limit, timeout, file_timeout, startup_timeout, skip)
-
-
-def _render_files(
-    paths: Iterable[PathLike | FileError],
-    options: dict[str, Any],
-    workers: int,
-    memory_limit: int | None,
-    timeout: float,
-    file_timeout: float | None,
-    startup_timeout: float,
-    skip: SkipCallback | None,
-) -> Iterator[RenderItem]:
-    pool = _Pool(workers, memory_limit, timeout, file_timeout, startup_timeout)
-    items = iter(paths)
-    exhausted = False
+    pool = RenderPool(
+        workers,
+        timeout=timeout,
+        file_timeout=file_timeout,
+        memory_limit=memory_limit,
+        startup_timeout=startup_timeout,
+    )
     try:
-        while True:
-            while not exhausted and len(pool.busy()) < pool.size:
-                item = next(items, None)
-                if item is None:
-                    exhausted = True
-                    break
-                if isinstance(item, FileError):
-                    yield item
-                    continue
-                source = _as_str(item)
-                sha: str | None = None
-                try:
-                    check_regular(source)
-                    if skip is not None:
-                        sha = file_sha256(source)
-                        if skip(source, sha):
-                            yield FileDone(source, sha, 0, skipped=True)
-                            continue
-                except DocumentError as exc:
-                    yield exc.to_record(source)
-                    continue
-                worker = pool.free_worker()
-                assert worker is not None
-                pool.assign(worker, source, sha, options)
-            if not pool.busy():
-                if exhausted:
-                    return
-                continue
-            yield from pool.poll()
+        run = pool.render(
+            paths, max_pixels=max_pixels, skip=skip, text=text, max_image_pixels=max_image_pixels
+        )
+    except BaseException:
+        pool.close()
+        raise
+    return _closing(run, pool)
+
+
+def _closing(run: Iterator[RenderItem], pool: RenderPool) -> Iterator[RenderItem]:
+    try:
+        yield from run
     finally:
+        close = getattr(run, "close", None)
+        if close is not None:
+            close()
         pool.close()

@@ -9,6 +9,8 @@ page of each good file ends up stored exactly once.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -16,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -29,9 +31,9 @@ from umr.documents import (
     FileDone,
     FileError,
     Page,
+    RenderPool,
     downscale,
     load_image,
-    render_files,
     safe_display,
     source_key,
     walk,
@@ -51,6 +53,20 @@ RESERVED_KEYS = frozenset(
 )
 
 _GET_CHUNK = 1000
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _exclusive(method: F) -> F:
+    """Hold the embedded database's writer lock while ``method`` runs (see ``_writer_lock``)."""
+
+    @functools.wraps(method)
+    def wrapper(self: ChromaStore, *args: Any, **kwargs: Any) -> Any:
+        with self._writer_lock():
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _chromadb() -> Any:
@@ -170,10 +186,17 @@ class ChromaStore:
         self.collection = self._open_collection(collection)
         self.max_batch = max(1, int(self.client.get_max_batch_size()))
         self._existing: dict[str, set[str]] = {}
+        self._pool: RenderPool | None = None
+        self._lock_depth = 0
 
     # ------------------------------------------------------------------ setup
     def _open_collection(self, name: str) -> Any:
-        meta = {"umr_model_id": self.model_id, "umr_dim": self.dim, "umr_fingerprint": self.fingerprint}
+        meta = {
+            "umr_model_id": self.model_id,
+            "umr_dim": self.dim,
+            "umr_fingerprint": self.fingerprint,
+            "umr_max_pixels": self.max_pixels,
+        }
         for attempt in range(5):
             try:
                 col = self.client.get_or_create_collection(
@@ -215,6 +238,7 @@ class ChromaStore:
         return f"{digest[:32]}-{tag}-{self.settings_key}"
 
     # ------------------------------------------------------------------ files
+    @_exclusive
     def add_files(
         self,
         paths: PathLike | Iterable[PathLike],
@@ -252,13 +276,9 @@ class ChromaStore:
             paths = [paths]
         # Absolute paths: the stored ``source`` must not depend on the working directory.
         absolute = [os.path.abspath(os.fsdecode(os.fspath(p))) for p in paths]
-        records = render_files(
-            walk(absolute),
+        records = self._render_pool().render(
+            self._outside_store(walk(absolute)),
             max_pixels=self.max_pixels,
-            timeout=self.timeout,
-            file_timeout=self.file_timeout,
-            workers=self.workers,
-            memory_limit=self.memory_limit,
             max_image_pixels=self.max_image_pixels,
             skip=lambda source, sha: self._skip_file(source, sha, report),
         )
@@ -298,6 +318,71 @@ class ChromaStore:
         report.seconds = time.monotonic() - start
         logger.info("%s", report.summary().splitlines()[0])
         return report
+
+    @contextlib.contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        """One writer process at a time on an embedded database (a ``PersistentClient`` is not
+        safe for concurrent writers): a second one waits, with a warning.  A killed writer's lock
+        is released by the OS.  No lock for a server, which serialises writes itself."""
+        if self.path is None or self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield
+            return
+        with open(self.path / ".umr-writer.lock", "a+b") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                logger.warning(
+                    "another process is writing to %s; waiting for it (for concurrent writers run a Chroma "
+                    "server: chroma run --path DB, and pass host=...)",
+                    safe_display(self.path),
+                )
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _render_pool(self) -> RenderPool:
+        if self._pool is None:
+            self._pool = RenderPool(
+                self.workers,
+                timeout=self.timeout,
+                file_timeout=self.file_timeout,
+                memory_limit=self.memory_limit,
+            )
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the render workers (they otherwise idle between ``add_files`` calls)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def __enter__(self) -> ChromaStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _outside_store(self, items: Iterable[str | FileError]) -> Iterator[str | FileError]:
+        """Leave out the store's own files (database, page images) when a walk reaches them."""
+        own = [os.path.abspath(p) for p in (self.path, self.image_dir) if p is not None]
+        for item in items:
+            path = item.source if isinstance(item, FileError) else item
+            if any(path == root or path.startswith(root + os.sep) for root in own):
+                continue
+            yield item
 
     def _skip_file(self, source: str, sha: str, report: IndexReport) -> bool:
         """True when every page of this file version is stored already (then it is not rendered)."""
@@ -434,6 +519,7 @@ class ChromaStore:
             )
 
     # ------------------------------------------------------------------ images & texts
+    @_exclusive
     def add_images(
         self,
         images: Iterable[Image.Image | PathLike],
@@ -483,6 +569,7 @@ class ChromaStore:
             out.extend(ids)
         return out
 
+    @_exclusive
     def add_texts(
         self,
         texts: Iterable[str],
@@ -600,6 +687,7 @@ class ChromaStore:
                 except OSError as exc:  # pragma: no cover
                     logger.warning("cannot remove %s: %s", safe_display(p), exc)
 
+    @_exclusive
     def delete_document(self, source_or_sha: PathLike) -> int:
         """Remove every page of a document, named by its path (as indexed) or its sha256.
         Returns the number of records removed."""
