@@ -482,7 +482,8 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else (logging.ERROR if quiet else logging.WARNING)
     logging.basicConfig(level=level, format="umr: %(levelname)s: %(message)s", stream=sys.stderr)
     if not verbose:
-        for noisy in ("chromadb", "httpx", "transformers", "urllib3"):
+        # the index summary already lists every failed file with its reason
+        for noisy in ("chromadb", "httpx", "transformers", "urllib3", "umr.store"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
@@ -515,16 +516,16 @@ def _one_line(exc: BaseException) -> str:
     from umr.errors import UMRError
 
     msg = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, (UMRError, JobFailed, FileNotFoundError, ValueError)):
-        return msg
     hint = ""
     low = msg.lower()
     if "readonly" in low or "read-only" in low or "read only" in low:
         hint = " (the index folder is on a read-only disk or not writable)"
     elif "locked" in low:
         hint = " (another process holds the index; use a Chroma server for several writers)"
-    elif "connect" in low:
-        hint = " (is the Chroma server running? start one with `chroma run --path DIR`)"
+    elif "connect" in low and "chroma" in low:
+        hint = " (start one with `chroma run --path DIR --port PORT`, or drop --host to use ./umr_db)"
+    if isinstance(exc, (UMRError, JobFailed, FileNotFoundError, ValueError)):
+        return msg + hint
     return f"{type(exc).__name__}: {msg}{hint}"
 
 

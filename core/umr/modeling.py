@@ -104,7 +104,8 @@ def _offline_hint(model_id: str, recipe: str) -> str:
         f"could not load model {model_id!r}: it is not a local directory and the Hugging Face hub could not "
         "be reached or has no such repository (offline machine, HF_HUB_OFFLINE=1, a typo, or a gated model). "
         f"Download it where the hub is reachable (`hf download {model_id} --local-dir ./models/NAME`), copy "
-        f"the folder here and pass its path: from_pretrained('./models/NAME', recipe='{recipe}'). "
+        f"the folder here and pass its path (Python: from_pretrained('./models/NAME', recipe='{recipe}'); "
+        "command line: --model ./models/NAME). "
         "For a quick offline try, `umr make-tiny-model ./tiny` writes a small random-weight model."
     )
 
