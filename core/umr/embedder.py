@@ -19,7 +19,13 @@ from umr import modeling, pooling
 from umr.batching import run_planned
 from umr.errors import RemoteCodeError
 from umr.inputs import InputLike, MultimodalInput, coerce_inputs
-from umr.processing import QWEN_UTILS_MAX_PIXELS, QWEN_UTILS_MIN_PIXELS, PreparedInput, Processor
+from umr.processing import (
+    QWEN_UTILS_MAX_PIXELS,
+    QWEN_UTILS_MIN_PIXELS,
+    PreparedInput,
+    Processor,
+    preprocess_pool,
+)
 from umr.prompting import fill
 from umr.recipes import (
     DEFAULT_EMBEDDER,
@@ -386,8 +392,8 @@ class Embedder:
 
     def _collate(self, batch: list[PreparedInput]) -> dict[str, torch.Tensor]:
         assert self.processor is not None
-        images = [self.processor.load_pixels(p) if p.geometry is not None else None for p in batch]
-        tensors = self.processor.collate(batch, images)
+        pool = preprocess_pool() if self.device.type == "cuda" else None
+        tensors = self.processor.collate(batch, pool)
         if self.device.type == "cuda":
             tensors = {k: v.pin_memory() for k, v in tensors.items()}
         return tensors

@@ -11,7 +11,10 @@ The work is split in two so that batches can be planned before any pixel is deco
 from __future__ import annotations
 
 import math
+import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,76 +172,125 @@ class Processor:
         return PreparedInput(index=index, input=item, ids=ids, geometry=geometry)
 
     # -- step 2: tensors ------------------------------------------------------------------------------
-    def load_pixels(self, prepared: PreparedInput) -> Image.Image:
-        """Decode and resize one image to the size its geometry planned (RGB, alpha dropped)."""
-        assert prepared.geometry is not None
+    def resize(self, item: MultimodalInput, geometry: ImageGeometry, owner: str) -> Image.Image:
+        """Decode one image and resize it as its geometry planned (RGB, alpha dropped).
+
+        ``owner`` names the input in errors (``"input #3"``, ``"candidate #2"``).
+        """
         try:
-            img = prepared.input.load_image()
+            img = item.load_image()
         except InputError as exc:
-            raise InputError(f"input #{prepared.index}: {exc}") from None
+            raise InputError(f"{owner}: {exc}") from None
         # convert("RGB") drops alpha without compositing, as the reference does; CMYK, P, L, I;16 too.
         img = _to_rgb(img)
-        geo = prepared.geometry
-        if geo.pre_size is not None and img.size != geo.pre_size:
-            img = img.resize(geo.pre_size, Image.Resampling.BICUBIC)
-        elif geo.pre_size is None:
+        if geometry.pre_size is not None and img.size != geometry.pre_size:
+            img = img.resize(geometry.pre_size, Image.Resampling.BICUBIC)
+        elif geometry.pre_size is None:
             h, w = clamp_aspect(img.size[1], img.size[0])
             if (w, h) != img.size:  # bring > 200:1 strips into range for the image processor
                 img = img.resize((w, h), Image.Resampling.BICUBIC)
         return img
 
-    def collate(self, batch: Sequence[PreparedInput], images: Sequence[Image.Image | None]) -> dict[str, Any]:
-        """Expand placeholders, truncate to ``max_length``, pad and stack one batch.
+    def load_pixels(self, prepared: PreparedInput) -> Image.Image:
+        """``resize`` for a prepared input."""
+        assert prepared.geometry is not None
+        return self.resize(prepared.input, prepared.geometry, f"input #{prepared.index}")
 
-        Returns ``input_ids`` / ``attention_mask`` (B, L) and, when any item has an image,
-        ``pixel_values`` (sum of patches, C*T*P*P) and ``image_grid_thw`` (n_images, 3) in batch order.
+    def encode_image(self, item: MultimodalInput, geometry: ImageGeometry, owner: str) -> EncodedImage:
+        """Decode, resize and patchify one image: patches (n, C*T*P*P) and its (t, h, w) grid."""
+        img = self.resize(item, geometry, owner)
+        out = self.image_processor(
+            images=[img],
+            size={"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels},
+            return_tensors="np",
+        )
+        grid = [int(x) for x in np.asarray(out["image_grid_thw"])[0]]
+        n_tokens = grid[0] * grid[1] * grid[2] // (self.merge_size**2)
+        if n_tokens != geometry.num_tokens:  # planning and processing must agree
+            raise RuntimeError(f"{owner}: planned {geometry.num_tokens} visual tokens, processor made {n_tokens}")
+        return EncodedImage(np.asarray(out["pixel_values"]), grid, n_tokens)
+
+    def encode_images(
+        self, jobs: Sequence[tuple[MultimodalInput, ImageGeometry, str]], pool: Executor | None = None
+    ) -> list[EncodedImage]:
+        """``encode_image`` over many images, in ``pool``'s threads when given (PIL releases the GIL)."""
+        if pool is None or len(jobs) < 2:
+            return [self.encode_image(*job) for job in jobs]
+        return list(pool.map(lambda job: self.encode_image(*job), jobs))
+
+    def expand(self, ids: Sequence[int], images: Sequence[EncodedImage]) -> list[int]:
+        """Replace the i-th image placeholder of ``ids`` by ``images[i].num_tokens`` placeholders."""
+        out: list[int] = []
+        pending = iter(images)
+        for tok in ids:
+            if tok == self.image_pad_id:
+                out.extend([self.image_pad_id] * next(pending).num_tokens)
+            else:
+                out.append(tok)
+        return out
+
+    def pad(self, rows: Sequence[Sequence[int]], images: Sequence[EncodedImage] = ()) -> dict[str, torch.Tensor]:
+        """Pad token rows on the recipe's side and stack them with the images' patches.
+
+        Returns ``input_ids`` / ``attention_mask`` (B, L) and, with images, ``pixel_values``
+        (total patches, C*T*P*P) and ``image_grid_thw`` (n_images, 3) in placeholder order.
         """
-        rows: list[list[int]] = []
-        pixel_chunks: list[np.ndarray] = []
-        grids: list[list[int]] = []
-        for prep, img in zip(batch, images):
-            ids = prep.ids
-            if prep.geometry is not None:
-                assert img is not None
-                out = self.image_processor(
-                    images=[img],
-                    size={"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels},
-                    return_tensors="np",
-                )
-                grid = [int(x) for x in np.asarray(out["image_grid_thw"])[0]]
-                n_tokens = grid[0] * grid[1] * grid[2] // (self.merge_size**2)
-                if n_tokens != prep.geometry.num_tokens:  # planning and processing must agree
-                    raise RuntimeError(
-                        f"input #{prep.index}: planned {prep.geometry.num_tokens} visual tokens, "
-                        f"processor made {n_tokens}"
-                    )
-                pos = ids.index(self.image_pad_id)
-                ids = ids[:pos] + [self.image_pad_id] * n_tokens + ids[pos + 1 :]
-                pixel_chunks.append(np.asarray(out["pixel_values"]))
-                grids.append(grid)
-            if len(ids) > self.max_length:
-                ids = ids[: self.max_length]
-                if prep.geometry is not None and ids.count(self.image_pad_id) != prep.geometry.num_tokens:
-                    raise InputError(
-                        f"input #{prep.index}: the prompt before the image is so long that truncation at "
-                        f"{self.max_length} tokens would cut the image; shorten the instruction or text"
-                    )
-            rows.append(ids)
         longest = max(len(r) for r in rows)
         input_ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), longest), dtype=torch.long)
         for i, r in enumerate(rows):
-            if self.padding_side == "right":
-                input_ids[i, : len(r)] = torch.tensor(r)
-                attention_mask[i, : len(r)] = 1
-            else:
-                input_ids[i, longest - len(r) :] = torch.tensor(r)
-                attention_mask[i, longest - len(r) :] = 1
-        batch_out: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if pixel_chunks:
-            batch_out["pixel_values"] = torch.from_numpy(np.concatenate(pixel_chunks, axis=0))
-            batch_out["image_grid_thw"] = torch.tensor(grids, dtype=torch.long)
-        return batch_out
+            span = slice(longest - len(r), longest) if self.padding_side == "left" else slice(0, len(r))
+            input_ids[i, span] = torch.tensor(r, dtype=torch.long)
+            attention_mask[i, span] = 1
+        batch: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if images:
+            batch["pixel_values"] = torch.from_numpy(np.concatenate([im.patches for im in images], axis=0))
+            batch["image_grid_thw"] = torch.tensor([im.grid for im in images], dtype=torch.long)
+        return batch
+
+    def collate(self, batch: Sequence[PreparedInput], pool: Executor | None = None) -> dict[str, torch.Tensor]:
+        """Encode the batch's images, expand placeholders, truncate to ``max_length`` and pad."""
+        jobs = [(p.input, p.geometry, f"input #{p.index}") for p in batch if p.geometry is not None]
+        encoded = iter(self.encode_images(jobs, pool))
+        rows: list[list[int]] = []
+        images: list[EncodedImage] = []
+        for prep in batch:
+            mine = [next(encoded)] if prep.geometry is not None else []
+            ids = self.expand(prep.ids, mine)
+            if len(ids) > self.max_length:
+                ids = ids[: self.max_length]
+                if mine and ids.count(self.image_pad_id) != mine[0].num_tokens:
+                    raise InputError(
+                        f"input #{prep.index}: the prompt before the image is so long that truncation at "
+                        f"{self.max_length} tokens would cut the image; shorten the instruction or text"
+                    )
+            images.extend(mine)
+            rows.append(ids)
+        return self.pad(rows, images)
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """One image ready for the vision tower."""
+
+    patches: np.ndarray  # (grid_t * grid_h * grid_w, C * T * P * P) float32
+    grid: list[int]  # [t, h, w] in patches
+    num_tokens: int  # placeholders in the language model (after the merge)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def preprocess_pool() -> ThreadPoolExecutor:
+    """Process-wide threads for image decoding / resizing / patchifying (used when a GPU is the model's
+    device, so that CPU preprocessing of a batch keeps up with the forward pass)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            workers = max(1, min(8, (os.cpu_count() or 2) - 1))
+            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="umr-preprocess")
+        return _POOL
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -39,7 +39,7 @@ from umr import modeling, pooling
 from umr.batching import run_planned
 from umr.errors import InputError, ModelNotFoundError
 from umr.inputs import InputLike, MultimodalInput
-from umr.processing import ImageGeometry, PreparedInput, Processor
+from umr.processing import EncodedImage, ImageGeometry, Processor, preprocess_pool
 from umr.prompting import fill, render_content
 from umr.recipes import DEFAULT_RERANKER, RERANK_RECIPES, RerankRecipe, resolve_recipe_name
 
@@ -377,64 +377,22 @@ class Reranker:
             f"{limit}-token limit of recipe {self.recipe.name!r}; shorten the query or lower max_pixels"
         )
 
-    def _pixels(self, image: _PairImage) -> tuple[np.ndarray, list[int]]:
-        """Decode, resize and patchify one image: (patches, C*T*P*P) and its (t, h, w) grid."""
-        try:
-            decoded = image.item.load_image()
-        except InputError as exc:
-            raise InputError(f"{image.owner}: {exc}") from None
-        resized = self.processor.load_pixels(
-            PreparedInput(index=0, input=MultimodalInput(image=decoded), ids=[], geometry=image.geometry)
-        )
-        out = self.processor.image_processor(
-            images=[resized],
-            size={"shortest_edge": self.processor.min_pixels, "longest_edge": self.processor.max_pixels},
-            return_tensors="np",
-        )
-        grid = [int(x) for x in np.asarray(out["image_grid_thw"])[0]]
-        n_tokens = grid[0] * grid[1] * grid[2] // (self.processor.merge_size**2)
-        if n_tokens != image.geometry.num_tokens:  # planning and processing must agree
-            raise RuntimeError(
-                f"{image.owner}: planned {image.geometry.num_tokens} visual tokens, processor made {n_tokens}"
-            )
-        return np.asarray(out["pixel_values"]), grid
+    def _pixels(self, image: _PairImage) -> EncodedImage:
+        """Decode, resize and patchify one image of a pair."""
+        return self.processor.encode_image(image.item, image.geometry, image.owner)
 
-    def _collate(
-        self, pairs: Sequence[_Pair], cached: dict[int, tuple[np.ndarray, list[int]]]
-    ) -> dict[str, torch.Tensor]:
-        """Expand image placeholders, pad (recipe side, left by default) and stack one batch.
-
-        Returns ``input_ids`` / ``attention_mask`` (B, L) and, when any pair has an image,
-        ``pixel_values`` (total patches, C*T*P*P) and ``image_grid_thw`` (n_images, 3) in prompt order.
-        """
-        pad_id = self.processor.image_pad_id
+    def _collate(self, pairs: Sequence[_Pair], cached: dict[int, EncodedImage]) -> dict[str, torch.Tensor]:
+        """Encode the pairs' images (the query's come from ``cached``), expand placeholders, pad, stack."""
+        wanted = [im for pair in pairs for im in pair.images if id(im.item) not in cached]
+        pool = preprocess_pool() if self.device.type == "cuda" else None
+        fresh = iter(self.processor.encode_images([(im.item, im.geometry, im.owner) for im in wanted], pool))
         rows: list[list[int]] = []
-        chunks: list[np.ndarray] = []
-        grids: list[list[int]] = []
+        images: list[EncodedImage] = []
         for pair in pairs:
-            ids: list[int] = []
-            pending = iter(pair.images)
-            for tok in pair.ids:
-                if tok != pad_id:
-                    ids.append(tok)
-                    continue
-                image = next(pending)
-                patches, grid = cached.get(id(image.item)) or self._pixels(image)
-                ids.extend([pad_id] * image.geometry.num_tokens)
-                chunks.append(patches)
-                grids.append(grid)
-            rows.append(ids)
-        longest = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), longest), self.processor.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), longest), dtype=torch.long)
-        for i, r in enumerate(rows):
-            span = slice(longest - len(r), longest) if self.processor.padding_side == "left" else slice(0, len(r))
-            input_ids[i, span] = torch.tensor(r)
-            attention_mask[i, span] = 1
-        batch: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if chunks:
-            batch["pixel_values"] = torch.from_numpy(np.concatenate(chunks, axis=0))
-            batch["image_grid_thw"] = torch.tensor(grids, dtype=torch.long)
+            mine = [cached[id(im.item)] if id(im.item) in cached else next(fresh) for im in pair.images]
+            rows.append(self.processor.expand(pair.ids, mine))
+            images.extend(mine)
+        batch = self.processor.pad(rows, images)
         if self.device.type == "cuda":
             batch = {k: v.pin_memory() for k, v in batch.items()}
         return batch
@@ -465,7 +423,7 @@ class Reranker:
         try:
             with self._lock, torch.inference_mode():
                 # The query's image is decoded and patchified once per call, not once per pair.
-                cached: dict[int, tuple[np.ndarray, list[int]]] = {}
+                cached: dict[int, EncodedImage] = {}
                 for image in pairs[0].images:
                     if image.owner == "query":
                         cached[id(image.item)] = self._pixels(image)

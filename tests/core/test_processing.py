@@ -38,6 +38,29 @@ def test_token_cost_is_exact(tiny_embedder) -> None:
     proc = tiny_embedder.processor
     item = MultimodalInput(text="hello", image=Image.new("RGB", (640, 480)))
     prep = proc.prepare(0, item, tiny_embedder.build_prompt(item, "document"))
-    batch = proc.collate([prep], [proc.load_pixels(prep)])
+    batch = proc.collate([prep])
     assert batch["input_ids"].shape[1] == prep.num_tokens
     assert int((batch["input_ids"] == proc.image_pad_id).sum()) == prep.geometry.num_tokens
+
+
+def test_threaded_image_encoding_equals_sequential(tiny_embedder) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    from PIL import Image
+
+    from umr.inputs import MultimodalInput
+
+    proc = tiny_embedder.processor
+    rng = np.random.default_rng(0)
+    items = [
+        MultimodalInput(image=Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)))
+        for w, h in [(300, 200), (64, 900), (1000, 1000), (50, 50)]
+    ]
+    preps = [proc.prepare(i, it, tiny_embedder.build_prompt(it, "document")) for i, it in enumerate(items)]
+    seq = proc.collate(preps)
+    with ThreadPoolExecutor(3) as pool:
+        par = proc.collate(preps, pool)
+    assert seq.keys() == par.keys()
+    for k in seq:
+        assert (seq[k] == par[k]).all(), k
