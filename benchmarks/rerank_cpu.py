@@ -1,45 +1,41 @@
 """CPU throughput of ``umr.Reranker`` on a tiny model: batched vs one pair per forward (issue 4).
 
-For each candidate kind (short text passages, 512x512 images, 1240x1754 pages at A4/150 dpi, fused
-text + image) and each way of calling the reranker:
+For each candidate kind (short text passages, 512x512 photos, 1240x1754 pages at A4/150 dpi, fused
+caption + photo) and each way of calling the reranker:
 
 * ``batched``    -- one ``Reranker.score(query, candidates)`` call, as shipped (pairs sorted by token
-  cost, packed under the token budget, left-padded, order restored);
+  cost, packed under the token budget, left-padded, scores back in the caller's order);
 * ``one_by_one`` -- ``Reranker.score(query, [candidate])`` in a Python loop: one pair per forward.
 
-it reports pairs/s (median of ``--repeats`` timed passes after one warm-up pass), the mean token cost
-of a pair, and the largest difference between the two modes' scores (they must agree to ~1e-6 in fp32).
+it reports pairs/s (median of ``--repeats`` timed passes after ``--warmup`` untimed ones), the mean token
+cost of a pair (visual tokens included), and the largest difference between the two modes' scores (they
+agree to ~1e-7 in fp32; a bigger number is a bug, not noise).
 
-The tiny model (``umr.testing.build_tiny_model``: 2 layers, hidden 64) makes this a measure of the
-pipeline around the model (tokenisation, image decoding and resizing, collation, batching, padding) and
-of per-forward overhead, not of a real model's FLOPs.
+The tiny model (``umr.testing.build_tiny_model``: 2 layers, hidden 64) makes this a measure of the work
+around the model (tokenisation, image decoding and resizing, collation, padding) and of per-forward
+overhead, not of a real model's FLOPs; ``gpu_throughput.py`` measures the full-size model on a GPU.
 
-    python benchmarks/rerank_cpu.py                       # table + benchmarks/results/rerank_cpu.json
-    python benchmarks/rerank_cpu.py --recipe qwen3-vl-reranker --n-text 16 --n-page 2 --repeats 2
+    python benchmarks/rerank_cpu.py                        # table + benchmarks/results/rerank_cpu.json
+    python benchmarks/rerank_cpu.py --recipe qwen3-vl-reranker --n-text 16 --n-page 2 --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import os
-import platform
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS = BENCH_DIR / "results" / "rerank_cpu.json"
-sys.path.insert(0, str(BENCH_DIR.parent / "core"))
-for _key, _value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false")):
-    os.environ.setdefault(_key, _value)
+import _common
+from _common import Column
 
+NAME = "rerank_cpu"
 KINDS = ("text", "image", "page", "fused")
 MODES = ("batched", "one_by_one")
+PHOTO_SIZE = (512, 512)
+PAGE_SIZE = (1240, 1754)  # A4 at 150 dpi
+QUERY = "What does the figure on the installation page show?"
 _WORDS = [
     "revenue", "grew", "operating", "costs", "fell", "figure", "shows", "the", "pipeline", "installation",
     "manual", "connect", "power", "cable", "press", "reset", "button", "wait", "green", "light", "vector",
@@ -51,134 +47,121 @@ def _text(rng: Any, n_words: int) -> str:
     return " ".join(rng.choice(_WORDS) for _ in range(n_words)).capitalize() + "."
 
 
-def _candidates(kind: str, n: int, seed: int) -> list[Any]:
+def make_candidates(kind: str, n: int, seed: int) -> list[Any]:
+    """``n`` synthetic candidates of one kind (deterministic for ``seed``)."""
     import numpy as np
-    from PIL import Image
 
     rng = np.random.default_rng(seed)
-
-    def image(w: int, h: int) -> Image.Image:
-        # smooth noise compresses like a real picture and costs a realistic resize
-        small = rng.integers(0, 256, size=(max(1, h // 16), max(1, w // 16), 3), dtype=np.uint8)
-        return Image.fromarray(small, "RGB").resize((w, h), Image.Resampling.BILINEAR)
-
     if kind == "text":
         return [_text(rng, int(rng.integers(20, 120))) for _ in range(n)]
     if kind == "image":
-        return [image(512, 512) for _ in range(n)]
+        return [_common.make_photo(PHOTO_SIZE, seed * 1000 + i) for i in range(n)]
     if kind == "page":
-        return [image(1240, 1754) for _ in range(n)]
-    return [{"text": _text(rng, int(rng.integers(5, 30))), "image": image(512, 384)} for _ in range(n)]
+        return [_common.make_page(PAGE_SIZE, seed * 1000 + i) for i in range(n)]
+    if kind == "fused":
+        return [
+            {"text": _text(rng, int(rng.integers(5, 30))), "image": _common.make_photo((512, 384), seed * 1000 + i)}
+            for i in range(n)
+        ]
+    raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
 
 
-def _time(fn: Any, repeats: int) -> list[float]:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", default="qwen-vl-yesno", help="reranking recipe of the tiny model")
+    p.add_argument("--model-dir", default=None, help="an existing reranker checkpoint instead of a fresh tiny one")
+    p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    p.add_argument("--n-text", type=int, default=32)
+    p.add_argument("--n-image", type=int, default=8)
+    p.add_argument("--n-page", type=int, default=4)
+    p.add_argument("--n-fused", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--max-batch-tokens", type=int, default=16384)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    p.add_argument("--out", default=None, help=f"JSON path (default benchmarks/results/{NAME}.json)")
+    return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", default="qwen-vl-yesno", help="reranking recipe of the tiny model")
-    parser.add_argument("--n-text", type=int, default=32)
-    parser.add_argument("--n-image", type=int, default=8)
-    parser.add_argument("--n-page", type=int, default=4)
-    parser.add_argument("--n-fused", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--max-batch-tokens", type=int, default=16384)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
-
+    """Run the benchmark; print the table, write the JSON, return the payload."""
+    args = parse_args(argv)
+    _common.offline_env()
+    _common.ensure_umr_importable()
     import torch
 
     import umr
-    from umr.testing import build_tiny_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
     counts = {"text": args.n_text, "image": args.n_image, "page": args.n_page, "fused": args.n_fused}
-    query = "What does the figure on the installation page show?"
-    rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        path = build_tiny_model(Path(tmp) / "tiny", recipe=args.recipe, seed=0)
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="umr-bench-") as tmp:
+        model_dir = args.model_dir
+        if model_dir is None:
+            from umr.testing import build_tiny_model
+
+            model_dir = str(build_tiny_model(Path(tmp) / "tiny-rerank", recipe=args.recipe, seed=0))
         rr = umr.Reranker.from_pretrained(
-            path, device="cpu", max_batch_tokens=args.max_batch_tokens, batch_size=args.batch_size
+            model_dir, device="cpu", max_batch_tokens=args.max_batch_tokens, batch_size=args.batch_size
         )
-        for k, kind in enumerate(KINDS):
+        query = umr.MultimodalInput.coerce(QUERY)
+        for k, kind in enumerate(args.kinds):
             n = counts[kind]
             if n <= 0:
                 continue
-            cands = _candidates(kind, n, seed=k)
-            q = umr.MultimodalInput.coerce(query)
-            pairs = rr._prepare(q, [umr.MultimodalInput.coerce(c) for c in cands], rr.instruction_for(q))
-            mean_tokens = statistics.fmean(p.num_tokens for p in pairs)
+            cands = make_candidates(kind, n, seed=k)
+            pairs = rr._prepare(query, [umr.MultimodalInput.coerce(c) for c in cands], rr.instruction_for(query))
+            tokens = statistics.fmean(p.num_tokens for p in pairs)
             scores: dict[str, list[float]] = {}
-
-            def batched(cands: list[Any] = cands, scores: dict[str, list[float]] = scores) -> None:
-                scores["batched"] = rr.score(query, cands)
-
-            def one_by_one(cands: list[Any] = cands, scores: dict[str, list[float]] = scores) -> None:
-                scores["one_by_one"] = [rr.score(query, [c])[0] for c in cands]
-
-            for mode, fn in (("batched", batched), ("one_by_one", one_by_one)):
-                times = _time(fn, args.repeats)
-                median = statistics.median(times)
+            calls = {
+                "batched": lambda c=cands, s=scores: s.__setitem__("batched", rr.score(QUERY, c)),
+                "one_by_one": lambda c=cands, s=scores: s.__setitem__(
+                    "one_by_one", [rr.score(QUERY, [x])[0] for x in c]
+                ),
+            }
+            rows = []
+            for mode in MODES:
+                timing = _common.time_it(calls[mode], warmup=args.warmup, repeats=args.repeats)
                 rows.append(
                     {
-                        "kind": kind, "mode": mode, "pairs": n, "mean_tokens_per_pair": round(mean_tokens, 1),
-                        "seconds_median": median, "seconds_all": times, "pairs_per_s": n / median,
+                        "kind": kind, "mode": mode, "n": n, "tokens_per_pair": tokens,
+                        "pairs_per_s": n / timing.median, "ms_per_pair": 1000 * timing.median / n,
+                        "tokens_per_s": n * tokens / timing.median, **timing.as_dict(),
                     }
                 )
             diff = max(abs(a - b) for a, b in zip(scores["batched"], scores["one_by_one"]))
-            for row in rows[-2:]:
+            for row in rows:
                 row["max_abs_score_diff"] = diff
+            results.extend(rows)
 
-    speedups = {}
-    for kind in KINDS:
-        by_mode = {r["mode"]: r for r in rows if r["kind"] == kind}
+    speedup = {}
+    for kind in args.kinds:
+        by_mode = {r["mode"]: r for r in results if r["kind"] == kind}
         if len(by_mode) == 2:
-            speedups[kind] = by_mode["batched"]["pairs_per_s"] / by_mode["one_by_one"]["pairs_per_s"]
-
-    header = f"{'kind':<6} {'mode':<11} {'pairs':>5} {'tok/pair':>8} {'pairs/s':>9} {'speed-up':>8} {'max |diff|':>10}"
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        up = f"{speedups[r['kind']]:.2f}x" if r["mode"] == "batched" and r["kind"] in speedups else ""
-        lines.append(
-            f"{r['kind']:<6} {r['mode']:<11} {r['pairs']:>5} {r['mean_tokens_per_pair']:>8.0f} "
-            f"{r['pairs_per_s']:>9.2f} {up:>8} {r['max_abs_score_diff']:>10.1e}"
-        )
-    sys.stdout.write("\n".join(lines) + "\n")
-
-    result = {
-        "benchmark": "rerank_cpu",
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        },
-        "settings": {
-            "recipe": args.recipe, "model": "umr.testing.build_tiny_model (2 layers, hidden 64)",
-            "query": query, "counts": counts, "repeats": args.repeats,
-            "max_batch_tokens": args.max_batch_tokens, "batch_size": args.batch_size,
-            "max_pixels": rr.max_pixels,
-        },
-        "results": rows,
-        "summary": {"batched_speedup": speedups},
+            speedup[kind] = by_mode["batched"]["pairs_per_s"] / by_mode["one_by_one"]["pairs_per_s"]
+            by_mode["batched"]["speedup"] = speedup[kind]
+    _common.print_table(
+        results,
+        [
+            Column("kind", "kind"), Column("mode", "mode"), Column("n", "pairs"),
+            Column("tokens_per_pair", "tok/pair", "{:.0f}"), Column("pairs_per_s", "pairs/s", "{:.2f}"),
+            Column("ms_per_pair", "ms/pair", "{:.1f}"), Column("speedup", "speed-up", "{:.2f}x"),
+            Column("max_abs_score_diff", "max |diff|", "{:.1e}"),
+        ],
+        title=f"umr.Reranker on the tiny {args.recipe} model, CPU (threads={torch.get_num_threads()})",
+    )
+    settings = {
+        "recipe": args.recipe, "model_dir": args.model_dir or "tiny (build_tiny_model, 2 layers, hidden 64)",
+        "query": QUERY, "counts": counts, "photo_size": PHOTO_SIZE, "page_size": PAGE_SIZE,
+        "warmup": args.warmup, "repeats": args.repeats, "max_batch_tokens": args.max_batch_tokens,
+        "batch_size": args.batch_size, "threads": torch.get_num_threads(), "max_pixels": rr.max_pixels,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    sys.stdout.write(f"wrote {args.out}\n")
-    return result
+    payload = _common.result_payload(NAME, settings, results, summary={"batched_speedup": speedup})
+    path = _common.write_json(payload, args.out, name=NAME)
+    print(f"wrote {path}")
+    return payload
 
 
 if __name__ == "__main__":
