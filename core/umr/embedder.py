@@ -6,7 +6,6 @@ import hashlib
 import logging
 import os
 import threading
-import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +25,7 @@ from umr.processing import (
     Processor,
     preprocess_pool,
 )
-from umr.prompting import fill
+from umr.prompting import RecipePrompts, mbeir_format  # noqa: F401 - mbeir_format: re-exported
 from umr.recipes import (
     DEFAULT_EMBEDDER,
     EMBED_RECIPES,
@@ -43,7 +42,7 @@ DEFAULT_MAX_BATCH_TOKENS = 16384
 DEFAULT_BATCH_SIZE = 32
 
 
-class Embedder:
+class Embedder(RecipePrompts):
     """A universal multimodal embedder following one recipe (GME by default).
 
     >>> emb = Embedder.from_pretrained("Alibaba-NLP/gme-Qwen2-VL-2B-Instruct")   # doctest: +SKIP
@@ -194,12 +193,44 @@ class Embedder:
 
         Content-derived (a local copy moved elsewhere keeps its fingerprint), used in store ids.
         """
-        h = hashlib.sha256()
-        for part in (self._fingerprint_seed, self.recipe.name, str(self.min_pixels), str(self.max_pixels),
-                     str(self.dim)):
-            h.update(part.encode("utf-8", "surrogateescape"))
-            h.update(b"\x00")
-        return h.hexdigest()[:16]
+        return _fingerprint(self._fingerprint_seed, self.recipe.name, self.min_pixels, self.max_pixels, self.dim)
+
+    @classmethod
+    def identity(
+        cls,
+        model_id_or_path: str | os.PathLike = DEFAULT_EMBEDDER,
+        *,
+        recipe: str | None = None,
+        dim: int | None = None,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        trust_remote_code: bool = False,
+        **_: Any,
+    ) -> dict[str, Any]:
+        """What ``from_pretrained`` with these options would load, read from the config alone (no weights).
+
+        Returns ``model_id``, ``dim``, ``fingerprint`` and ``max_pixels``, equal to the loaded embedder's
+        (a bulk-indexing driver names store ids with it without holding the model). Options that do not
+        change vectors (device, dtype, batch sizes) are accepted and ignored.
+        """
+        name = resolve_recipe_name(model_id_or_path, recipe, "embedding")
+        rec = EMBED_RECIPES[name]
+        if rec.trust_remote_code and trust_remote_code is not True:
+            raise RemoteCodeError(_remote_code_refusal(os.fspath(model_id_or_path), rec))
+        config = modeling.load_config(
+            model_id_or_path, name, trust_remote_code=bool(trust_remote_code) and rec.trust_remote_code
+        )
+        text = getattr(config, "text_config", None) or config
+        out_dim = int(dim) if dim is not None else int(text.hidden_size)
+        lo = int(min_pixels if min_pixels is not None else rec.min_pixels)
+        hi = int(max_pixels if max_pixels is not None else rec.max_pixels)
+        seed = _weights_identity(model_id_or_path, config)
+        return {
+            "model_id": _source_id(model_id_or_path),
+            "dim": out_dim,
+            "fingerprint": _fingerprint(seed, rec.name, lo, hi, out_dim),
+            "max_pixels": hi,
+        }
 
     def _check_dim(self, dim: int | None) -> int:
         """Matryoshka truncation: ``dim`` must be one the recipe was trained for (or the native dim)."""
@@ -225,61 +256,6 @@ class Embedder:
             f"Embedder(model_id={self.model_id!r}, recipe={self.recipe.name!r}, dim={self.dim}, "
             f"device={str(self.device)!r}, dtype={str(self.dtype).replace('torch.', '')!r})"
         )
-
-    # -- prompts ----------------------------------------------------------------------------------------
-    def instruction_for(self, item: MultimodalInput, side: Side, instruction: str | None) -> str:
-        """The instruction a given input gets on a given side, as the recipe rules."""
-        r = self.recipe
-        if side == "document":
-            if r.document_instruction == "default":
-                return r.default_instruction
-            if r.document_instruction == "none":
-                return ""
-        chosen = item.instruction or instruction
-        if side == "query" and chosen is None:
-            chosen = self.query_instruction
-        return chosen if chosen is not None else r.default_instruction
-
-    def rendered_instruction(self, item: MultimodalInput, side: Side, instruction: str | None) -> str:
-        """The instruction as it appears in the prompt: resolved, normalised, wrapped ("" when empty)."""
-        r = self.recipe
-        text = self.instruction_for(item, side, instruction)
-        if r.instruction_style == "punct":
-            text = text.strip()
-            if text and not unicodedata.category(text[-1]).startswith("P"):
-                text += "."
-            text = text or r.default_instruction
-        elif r.instruction_style == "mbeir":
-            text = mbeir_format(text)
-        return fill(r.instruction_format, instruction=text) if text else ""
-
-    def build_prompt(self, item: InputLike, side: Side = "query", instruction: str | None = None) -> str:
-        """The exact text (with one image placeholder) the model sees for ``item``."""
-        if side not in ("query", "document"):
-            raise ValueError(f"side must be 'query' or 'document', got {side!r}")
-        mi = self._with_text_only_image(MultimodalInput.coerce(item))
-        r = self.recipe
-        instr = self.rendered_instruction(mi, side, instruction)
-        if mi.text:
-            body = r.prefix_for(side) + mi.text
-        elif mi.image is not None:
-            body = r.document_image_text if side == "document" and r.document_image_text is not None else ""
-        else:
-            body = r.prefix_for(side) + (mi.text or "")
-        if r.instruction_in_text:
-            body = f"{instr} {body}" if instr else body
-            instr = ""
-        if r.text_style == "mbeir":
-            body = mbeir_format(body)
-        image = r.image_placeholder if mi.image is not None else ""
-        content = image + body if r.image_first else body + image
-        return fill(r.template_for(side), instruction=instr, content=content)
-
-    def _with_text_only_image(self, item: MultimodalInput) -> MultimodalInput:
-        """DSE-style recipes encode text-only inputs together with a small black image."""
-        if item.image is not None or self._text_only_image is None:
-            return item
-        return MultimodalInput(text=item.text, image=self._text_only_image, instruction=item.instruction)
 
     # -- embedding --------------------------------------------------------------------------------------
     def embed_queries(
@@ -422,6 +398,14 @@ def _hidden_size(model: Any) -> int:
     return int(text.hidden_size)
 
 
+def _fingerprint(seed: str, recipe: str, min_pixels: int, max_pixels: int, dim: int) -> str:
+    h = hashlib.sha256()
+    for part in (seed, recipe, str(min_pixels), str(max_pixels), str(dim)):
+        h.update(part.encode("utf-8", "surrogateescape"))
+        h.update(b"\x00")
+    return h.hexdigest()[:16]
+
+
 def _weights_identity(model_id_or_path: str | os.PathLike, config: Any) -> str:
     """Cheap content identity of a checkpoint: hub id + revision, or sampled bytes of local weights.
 
@@ -454,16 +438,6 @@ def _source_id(model_id_or_path: str | os.PathLike) -> str:
 def _source(model_id_or_path: str | os.PathLike) -> str:
     path = Path(os.fspath(model_id_or_path)).expanduser()
     return str(path) if path.exists() else os.fspath(model_id_or_path)
-
-
-def mbeir_format(text: str) -> str:
-    """M-BEIR ``format_string`` (U-MARVEL): strip, drop ``\\r`` and outer quotes, capitalise, end with . ? !"""
-    text = (text or "").replace("\r", "").strip().strip('"')
-    if text:
-        text = text[0].upper() + text[1:]
-        if text[-1] not in ".?!":
-            text += "."
-    return text
 
 
 def _remote_input(item: MultimodalInput) -> dict[str, Any]:

@@ -21,3 +21,7 @@ class InputError(UMRError, ValueError):
 
 class RemoteCodeError(UMRError, PermissionError):
     """A checkpoint runs its own modelling code and the caller did not pass ``trust_remote_code=True``."""
+
+
+class RemoteServerError(UMRError, ConnectionError):
+    """A model server (vLLM, SGLang) could not be reached, kept failing, or refused a request."""

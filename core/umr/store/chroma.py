@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -386,20 +388,26 @@ class ChromaStore:
 
     def _skip_file(self, source: str, sha: str, report: IndexReport) -> bool:
         """True when every page of this file version is stored already (then it is not rendered)."""
+        page_count, present = self.stored_pages(sha)
+        if page_count and len(present) == page_count:
+            report.pages_skipped += page_count
+            return True
+        if present:
+            self._existing[sha] = present  # resume: render again, but embed only the missing pages
+        return False
+
+    def stored_pages(self, sha: str) -> tuple[int, set[str]]:
+        """``(page_count, ids of its pages already stored)`` for one file version under these settings;
+        ``(0, set())`` when none is stored.  A file is complete when both sizes are equal."""
         got = self.collection.get(
             where={"$and": [{"sha256": sha}, {"settings": self.settings_key}]}, limit=1, include=["metadatas"]
         )
         if not got["ids"]:
-            return False
+            return 0, set()
         page_count = int((got["metadatas"] or [{}])[0].get("page_count", 0))
         if page_count <= 0:
-            return False
-        present = self._existing_ids([self.page_id(sha, p) for p in range(1, page_count + 1)])
-        if len(present) == page_count:
-            report.pages_skipped += page_count
-            return True
-        self._existing[sha] = present  # resume: render again, but embed only the missing pages
-        return False
+            return 0, set()
+        return page_count, self._existing_ids([self.page_id(sha, p) for p in range(1, page_count + 1)])
 
     def _existing_ids(self, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
@@ -449,33 +457,58 @@ class ChromaStore:
 
     def _write_pages(self, pages: list[Page], extra: Mapping[str, Scalar], report: IndexReport) -> None:
         vectors = self._embed([self._page_input(p) for p in pages])
-        ids, metas, docs = [], [], []
+        report.pages_added += self.write_embedded(pages, vectors, extra, [p.image for p in pages])
+
+    @staticmethod
+    def embed_input(image: Any, text: str, embed_text_layer: bool) -> Any:
+        """What the embedder gets for one page: its image, or image + text layer (``embed_text_layer``)."""
+        if embed_text_layer and text.strip():
+            return {"text": text, "image": image}
+        return image
+
+    def _page_input(self, page: Page) -> Any:
+        return self.embed_input(page.image, page.text, self.embed_text_layer)
+
+    def page_metadata(self, page: Page, extra: Mapping[str, Scalar], now: float) -> dict[str, Scalar]:
+        """The Chroma metadata of one page (``page.image`` is not read)."""
+        meta: dict[str, Scalar] = dict(extra)
+        meta.update(
+            source=source_key(page.source),
+            filename=source_key(os.path.basename(page.source)),
+            sha256=page.sha256,
+            page=page.page,
+            page_count=page.page_count,
+            kind=page.kind,
+            width=page.width,
+            height=page.height,
+            title=page.title,
+            author=page.author,
+            model_id=self.model_id,
+            settings=self.settings_key,
+            max_pixels=self.max_pixels,
+            indexed_at=now,
+        )
+        return meta
+
+    def write_embedded(
+        self,
+        pages: Sequence[Page],
+        vectors: np.ndarray,
+        extra: Mapping[str, Scalar],
+        images: Sequence[Image.Image | bytes],
+    ) -> int:
+        """Store pages whose vectors are computed already (their images as PIL images or PNG bytes):
+        page PNGs first, then one upsert per ``max_batch`` ids.  Ids are content-derived, so writing the
+        same pages again (a retried task) replaces them, never duplicates.  Returns the pages written."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(pages), self.dim):
+            raise ValueError(f"got vectors of shape {vectors.shape} for {len(pages)} pages of dim {self.dim}")
         now = time.time()
-        for p in pages:
-            pid = self.page_id(p.sha256, p.page)
-            meta: dict[str, Scalar] = dict(extra)
-            meta.update(
-                source=source_key(p.source),
-                filename=source_key(os.path.basename(p.source)),
-                sha256=p.sha256,
-                page=p.page,
-                page_count=p.page_count,
-                kind=p.kind,
-                width=p.width,
-                height=p.height,
-                title=p.title,
-                author=p.author,
-                model_id=self.model_id,
-                settings=self.settings_key,
-                max_pixels=self.max_pixels,
-                indexed_at=now,
-            )
-            ids.append(pid)
-            metas.append(meta)
-            docs.append(p.text)
-        self._save_images(ids, [p.image for p in pages], metas)
-        self._upsert(ids, vectors, metas, docs)
-        report.pages_added += len(ids)
+        ids = [self.page_id(p.sha256, p.page) for p in pages]
+        metas = [self.page_metadata(p, extra, now) for p in pages]
+        self._save_images(ids, list(images), metas)
+        self._upsert(ids, vectors, metas, [p.text for p in pages])
+        return len(ids)
 
     def _embed(self, inputs: list[Any]) -> np.ndarray:
         vectors = np.asarray(self.embedder.embed_documents(inputs), dtype=np.float32)
@@ -487,7 +520,9 @@ class ChromaStore:
         assert self.image_dir is not None
         return self.image_dir / item_id[:2] / f"{item_id}.png"
 
-    def _save_images(self, ids: list[str], images: list[Image.Image], metas: list[dict[str, Scalar]]) -> None:
+    def _save_images(
+        self, ids: list[str], images: list[Image.Image | bytes], metas: list[dict[str, Scalar]]
+    ) -> None:
         if self.image_dir is None:
             for meta in metas:
                 meta["image_uri"] = ""
@@ -763,11 +798,22 @@ def _check_reserved(meta: Mapping[str, Any]) -> None:
         raise ValueError(f"metadata keys {bad} are reserved by the store; rename them")
 
 
-def _write_png(image: Image.Image, path: Path) -> None:
-    """Write atomically (temp file + rename) so a kill never leaves a truncated image."""
+def _write_png(image: Image.Image | bytes, path: Path) -> None:
+    """Write atomically (temp file + rename) so a kill never leaves a truncated image; ``bytes`` are
+    PNG data already encoded (by a render task of the distributed pipeline, with ``png_bytes``)."""
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    image.save(tmp, format="PNG", compress_level=1)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    if isinstance(image, bytes):
+        tmp.write_bytes(image)
+    else:
+        image.save(tmp, format="PNG", compress_level=1)
     os.replace(tmp, path)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """A page image as the PNG bytes ``_write_png`` would write (lossless: decoding gives the same pixels)."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
