@@ -63,6 +63,12 @@ def _load_embedder(args: argparse.Namespace, recorded: str | None = None) -> Any
     from umr.embedder import Embedder
 
     name = _model_name(args, recorded)
+    if getattr(args, "server", None):
+        from umr.remote import RemoteEmbedder
+
+        served = args.server_model or name
+        logger.info("embedding on the server %s (model %s)", args.server, served)
+        return RemoteEmbedder(args.server, served, api_key=args.api_key, recipe=args.recipe)
     logger.info("loading embedder %s", name)
     return Embedder.from_pretrained(
         name, device=args.device, dtype=args.dtype, recipe=args.recipe,
@@ -135,7 +141,11 @@ def cmd_index(args: argparse.Namespace) -> int:
             + f"; supported: {', '.join(sorted(DOC_SUFFIXES))}"
         )
     _check_db(args, must_exist=False)
-    recorded = None if args.model else _recorded_model(args)
+    if args.ray:
+        report = _index_with_ray(args, files)
+        _print_index_report(args, report, ignored)
+        return 0 if report.ok else 1
+    recorded = None if args.model or args.server_model else _recorded_model(args)
     embedder = _load_embedder(args, recorded)
     store = _open_store(args, embedder, workers=args.workers, timeout=args.timeout, batch_size=args.batch_size)
     bar = None
@@ -158,6 +168,51 @@ def cmd_index(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
+    _print_index_report(args, report, ignored)
+    return 0 if report.ok else 1
+
+
+def _index_with_ray(args: argparse.Namespace, files: list[str]) -> Any:
+    """``umr index --ray``: the Ray Data pipeline of ``umr.distributed``; with ``--db`` (no server) the
+    folder is served by a ``chroma run`` started for the job, so the result is the same folder."""
+    try:
+        from umr.distributed import EmbedderSpec, index_files, require_ray
+
+        require_ray()
+    except ImportError as exc:
+        raise JobFailed(str(exc)) from None
+    from umr.store.server import ChromaServer
+
+    def run(host: str, port: int, **where: Any) -> Any:
+        from umr.store.info import read_collection_info
+
+        recorded = None
+        if not (args.model or args.server_model):
+            info = read_collection_info(collection=args.collection, host=host, port=port)
+            recorded = None if info is None else info.get("umr_model_id")
+        name = _model_name(args, recorded)
+        if args.server:
+            from umr.remote import api_key_from_env
+
+            spec = EmbedderSpec(args.server_model or name, {"api_key": api_key_from_env(args.api_key),
+                                                            "recipe": args.recipe}, server=args.server)
+        else:
+            options = {"device": args.device, "dtype": args.dtype, "recipe": args.recipe,
+                       "trust_remote_code": args.trust_remote_code}
+            spec = EmbedderSpec(name, {k: v for k, v in options.items() if v not in (None, False)})
+        return index_files(
+            files, embedder=spec, host=host, port=port, collection=args.collection, actors=args.actors,
+            batch_size=args.batch_size, timeout=args.timeout, ray_address=args.ray_address,
+            show_progress=_show_progress(args), **where,
+        )
+
+    if args.host:
+        return run(args.host, args.port)
+    with ChromaServer(args.db) as server:
+        return run(server.host, server.port, image_dir=Path(args.db) / "images", exclude=[args.db])
+
+
+def _print_index_report(args: argparse.Namespace, report: Any, ignored: int) -> None:
     if args.json:
         _out(json.dumps(_report_json(report, ignored), indent=2))
     elif not args.quiet:
@@ -172,7 +227,6 @@ def cmd_index(args: argparse.Namespace) -> int:
             _out(f"ignored {ignored} file(s) that are not PDFs or images")
         for err in report.failed:
             _out(f"  FAILED {_display(err.source)}: {err.reason}")
-    return 0 if report.ok else 1
 
 
 def _report_json(report: Any, ignored: int) -> dict[str, Any]:
@@ -209,8 +263,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError("-k must be at least 1")
     query = _query(args)
     _check_db(args, must_exist=True)
-    recorded = None if args.model else _recorded_model(args)
-    if recorded is None and not args.host and not args.model:
+    recorded = None if args.model or args.server_model else _recorded_model(args)
+    if recorded is None and not args.host and not (args.model or args.server_model):
         raise JobFailed(
             f"collection {args.collection!r} does not exist in {_display(args.db)}: run `umr index` first"
         )
@@ -396,6 +450,26 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="allow models that ship their own code (MM-Embed); only for code you trust")
 
 
+def _add_server_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model server (vLLM / SGLang) instead of a local model")
+    g.add_argument("--server", default=os.environ.get("UMR_SERVER"), metavar="URL",
+                   help="OpenAI-compatible embeddings server, e.g. http://localhost:8001 (vllm serve MODEL "
+                        "--runner pooling); default $UMR_SERVER")
+    g.add_argument("--server-model", default=None, metavar="NAME",
+                   help="model name as the server serves it (default: --model, the index's model, or GME-2B)")
+    g.add_argument("--api-key", default=None, help="bearer token for the server (default: $UMR_API_KEY)")
+
+
+def _add_ray_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("bulk indexing on Ray (pip install 'umr[ray]')")
+    g.add_argument("--ray", action="store_true",
+                   help="run the Ray Data pipeline: render tasks, an embedding actor pool, Chroma writers")
+    g.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster to join ('auto' after `ray start --head`; default: a local Ray)")
+    g.add_argument("--actors", type=int, default=None, metavar="N",
+                   help="embedding actors, one model each (default: one per GPU, else 1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="umr",
@@ -417,6 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16, help="pages embedded at a time (default 16)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_server_args(p)
+    _add_ray_args(p)
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("search", help="search the index with text, an image, or both")
@@ -430,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print results as JSON")
     _add_store_args(p)
     _add_model_args(p)
+    _add_server_args(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("delete", help="remove documents (by path as indexed, or sha256)")
@@ -483,7 +560,7 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
     logging.basicConfig(level=level, format="umr: %(levelname)s: %(message)s", stream=sys.stderr)
     if not verbose:
         # the index summary already lists every failed file with its reason
-        for noisy in ("chromadb", "httpx", "transformers", "urllib3", "umr.store"):
+        for noisy in ("chromadb", "httpx", "transformers", "urllib3", "umr.store", "umr.distributed", "ray"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
 

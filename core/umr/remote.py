@@ -47,7 +47,7 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from umr.errors import ModelNotFoundError, RemoteServerError
+from umr.errors import ModelNotFoundError, RemoteServerError, UnknownRecipeError
 from umr.inputs import InputLike, MultimodalInput, coerce_inputs
 from umr.processing import QWEN_UTILS_MAX_PIXELS, QWEN_UTILS_MIN_PIXELS, _to_rgb, clamp_aspect, smart_resize
 from umr.prompting import RecipePrompts
@@ -243,7 +243,20 @@ class RemoteEmbedder(RecipePrompts):
             raise ValueError(f"image_transport must be 'data' or 'file', got {image_transport!r}")
         if concurrency < 1 or batch_size < 1:
             raise ValueError("concurrency and batch_size must be >= 1")
-        name = resolve_recipe_name(model, recipe, "embedding")
+        self.client = _Client(
+            base_url, api_key=api_key_from_env(api_key), timeout=timeout, max_retries=max_retries,
+            backoff=backoff, max_backoff=max_backoff, transport=transport,
+        )
+        self.base_url = self.client.base_url
+        if check_model:
+            self.client.check_model(model)
+        try:
+            name = resolve_recipe_name(model, recipe, "embedding")
+        except UnknownRecipeError as exc:
+            raise UnknownRecipeError(
+                f"{exc} A served model name that is not a known model id needs its recipe: recipe=<name> "
+                "(--recipe on the command line)"
+            ) from None
         self.recipe = EMBED_RECIPES[name]
         if self.recipe.backend != "native":
             raise ValueError(
@@ -265,13 +278,6 @@ class RemoteEmbedder(RecipePrompts):
         self._requested_dim = dim
         self._dim: int | None = None
         self._lock = threading.Lock()
-        self.client = _Client(
-            base_url, api_key=api_key_from_env(api_key), timeout=timeout, max_retries=max_retries,
-            backoff=backoff, max_backoff=max_backoff, transport=transport,
-        )
-        self.base_url = self.client.base_url
-        if check_model:
-            self.client.check_model(model)
 
     # -- identity ---------------------------------------------------------------------------------------
     @property

@@ -149,3 +149,39 @@ def test_prompt_to_messages_for_other_recipes() -> None:
     um = fill(EMBED_RECIPES["u-marvel"].template, instruction="", content="text only")
     msgs, open_end = prompt_to_messages(um, "<|image|>", "data:x")
     assert open_end and msgs[-1] == {"role": "assistant", "content": "<emb>."}
+
+
+# -- through the store and the command line ---------------------------------------------------------------
+def test_store_and_cli_with_a_server(fake: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    from tests.hostile_corpus import make_pdf, make_png
+    from umr.cli import main
+    from umr.store import ChromaStore
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    make_pdf(docs / "report.pdf", pages=2, text="quarterly revenue")
+    make_png(docs / "chart.png", size=(120, 80))
+
+    with ChromaStore(_remote(fake), tmp_path / "db1", batch_size=2) as store:
+        report = store.add_files(docs)
+        assert report.ok and report.pages_added == 3
+        assert store.collection.metadata["umr_model_id"] == SERVED
+        hits = store.search("quarterly revenue", k=2)
+        assert len(hits) == 2 and all(abs(h.score) <= 1.0001 for h in hits)
+    chats = [r for r in fake.posts() if "messages" in r]
+    assert len(chats) >= 3  # one chat request per page image
+
+    db = tmp_path / "db2"
+    rc = main(["index", str(docs), "--db", str(db), "--server", fake.url, "--server-model", SERVED,
+               "--api-key", "k1", "--json", "--no-progress"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["pages_added"] == 3 and out["failed"] == []
+    assert fake.requests[-1]["authorization"] == "Bearer k1"
+    # search needs only --server: the model name comes from the index
+    rc = main(["search", "revenue", "--db", str(db), "--server", fake.url, "-k", "2", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert rc == 0 and len(rows) == 2 and rows[0]["source"].endswith((".pdf", ".png"))
+    rc = main(["search", "revenue", "--db", str(db), "--server", fake.url, "--server-model", "nope"])
+    assert rc == 1 and "serves: " in capsys.readouterr().err
