@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from typing_extensions import Self
 
 from langchain_umr._convert import image_inputs, query_input, text_inputs
@@ -55,7 +55,13 @@ class UMREmbeddings(BaseModel, Embeddings):
     max_pixels: int | None = Field(default=None, gt=0)
     """Pixel budget of one image; ``None``: the recipe's budget."""
     embedder: Any = Field(default=None, exclude=True, repr=False)
-    """A ready ``umr.Embedder`` to use instead of loading ``model`` (not serialized)."""
+    """A ready ``umr.Embedder`` (or ``umr.remote.RemoteEmbedder``, anything with ``embed``,
+    ``embed_queries`` and ``embed_documents``) to use instead of loading ``model`` (not serialized)."""
+    server_url: str | None = None
+    """Base URL of an OpenAI-compatible embeddings server (``vllm serve MODEL --runner pooling``, SGLang
+    ``--is-embedding``); ``model`` is then the served model name and nothing is loaded here."""
+    api_key: SecretStr | None = Field(default=None, repr=False)
+    """Bearer token of ``server_url`` (default: ``$UMR_API_KEY``)."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_assignment=True)
 
@@ -100,19 +106,25 @@ class UMREmbeddings(BaseModel, Embeddings):
     @classmethod
     def _is_embedder(cls, value: Any) -> Any:
         if value is not None:
-            from umr.embedder import Embedder
-
-            if not isinstance(value, Embedder):
+            missing = [m for m in ("embed", "embed_queries", "embed_documents") if not callable(getattr(value, m, None))]
+            if missing:
                 raise TypeError(
-                    f"embedder must be a umr.Embedder, got {type(value).__name__}; build one with "
-                    "umr.Embedder.from_pretrained(...) or pass model=<id or path> instead"
+                    f"embedder must be a umr.Embedder or umr.remote.RemoteEmbedder, got {type(value).__name__} "
+                    f"(no {', '.join(missing)}); build one with umr.Embedder.from_pretrained(...), or pass "
+                    "model=<id or path> (and server_url=... for a model server) instead"
                 )
         return value
 
     @model_validator(mode="after")
     def _embedder_or_model(self) -> Self:
         if self.embedder is None:
+            if self.server_url is not None and any(
+                f in self.model_fields_set and getattr(self, f) is not None for f in ("device", "dtype")
+            ):
+                raise ValueError("device and dtype configure a local model; the server decides them (server_url)")
             return self
+        if self.server_url is not None:
+            raise ValueError("pass embedder= or server_url=, not both")
         clashing = [f for f in _LOAD_FIELDS if f in self.model_fields_set and getattr(self, f) is not None]
         if "dim" in clashing and self.dim == self.embedder.dim:
             clashing.remove("dim")
@@ -128,10 +140,23 @@ class UMREmbeddings(BaseModel, Embeddings):
     # -- the core object --------------------------------------------------------------------------------
     @property
     def client(self) -> Embedder:
-        """The ``umr.Embedder`` in use (loaded from ``model`` on first access)."""
+        """The embedder in use: injected, or loaded from ``model`` (or connected to ``server_url``) on first
+        access."""
         if self.embedder is not None:
             return self.embedder
         with self._lock:
+            if self._loaded is None and self.server_url is not None:
+                from umr.remote import RemoteEmbedder
+
+                self._loaded = RemoteEmbedder(
+                    self.server_url,
+                    self.model,
+                    api_key=self.api_key.get_secret_value() if self.api_key is not None else None,
+                    recipe=self.recipe,
+                    dim=self.dim,
+                    query_instruction=self.query_instruction,
+                    max_pixels=self.max_pixels,
+                )
             if self._loaded is None:
                 from umr.embedder import Embedder
 

@@ -83,14 +83,12 @@ class UMRReranker(BaseDocumentCompressor):
     @field_validator("reranker")
     @classmethod
     def _is_reranker(cls, value: Any) -> Any:
-        if value is not None:
-            from umr.reranker import Reranker
-
-            if not isinstance(value, Reranker):
-                raise TypeError(
-                    f"reranker must be a umr.Reranker, got {type(value).__name__}; build one with "
-                    "umr.Reranker.from_pretrained(...) or pass model=<id or path> instead"
-                )
+        if value is not None and not (callable(getattr(value, "score", None))
+                                      and callable(getattr(value, "rerank", None))):
+            raise TypeError(
+                f"reranker must be a umr.Reranker or umr.remote.RemoteReranker, got {type(value).__name__}; "
+                "build one with umr.Reranker.from_pretrained(...) or pass model=<id or path> instead"
+            )
         return value
 
     @model_validator(mode="after")

@@ -145,7 +145,7 @@ def test_configuration_is_validated_at_construction(small_embedder: Any) -> None
     with pytest.raises(ValidationError, match="device"):
         UMREmbeddings(embedder=small_embedder, device="cpu")
     with pytest.raises(ValidationError, match="extra"):
-        UMREmbeddings(api_key="x")
+        UMREmbeddings(no_such_option="x")
 
 
 def test_serialization_leaves_out_the_embedder(small_embedder: Any) -> None:

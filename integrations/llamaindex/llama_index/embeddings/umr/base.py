@@ -64,6 +64,13 @@ class UMREmbedding(MultiModalEmbedding):
     trust_remote_code: bool = Field(
         default=False, description="Allow models that ship their own code (only when you trust them)."
     )
+    server_url: str | None = Field(
+        default=None,
+        description="OpenAI-compatible embeddings server (vllm serve MODEL --runner pooling, SGLang "
+        "--is-embedding); model_name is then the served model name and nothing is loaded here.",
+    )
+    api_key: str | None = Field(default=None, description="Bearer token of server_url (default $UMR_API_KEY).",
+                                repr=False, exclude=True)
 
     _embedder: Any = PrivateAttr()
 
@@ -84,7 +91,7 @@ class UMREmbedding(MultiModalEmbedding):
                     raise TypeError(
                         f"embedder must be a umr.Embedder (missing {method}()), got {type(embedder).__name__}"
                     )
-            ignored = sorted(k for k in _LOAD_OPTIONS if kwargs.get(k) not in (None, False))
+            ignored = sorted(k for k in (*_LOAD_OPTIONS, "server_url") if kwargs.get(k) not in (None, False))
             if ignored:
                 raise ValueError(
                     f"{', '.join(ignored)} only apply when UMREmbedding loads the model from model_name; "
@@ -100,6 +107,20 @@ class UMREmbedding(MultiModalEmbedding):
         super().__init__(
             model_name=model_name or DEFAULT_EMBEDDER, callback_manager=callback_manager, **kwargs
         )
+        if embedder is None and self.server_url is not None:
+            from umr.remote import RemoteEmbedder
+
+            local = sorted(k for k in ("device", "dtype", "attn_implementation") if getattr(self, k) is not None)
+            if local or self.trust_remote_code:
+                raise ValueError(
+                    f"{', '.join(local) or 'trust_remote_code'} configure a local model; the server decides "
+                    "them (server_url)"
+                )
+            embedder = RemoteEmbedder(
+                self.server_url, self.model_name, api_key=self.api_key, recipe=self.recipe, dim=self.dim,
+                query_instruction=self.query_instruction, min_pixels=self.min_pixels, max_pixels=self.max_pixels,
+                batch_size=self.embed_batch_size,
+            )
         if embedder is None:
             from umr.embedder import Embedder
 
@@ -118,7 +139,7 @@ class UMREmbedding(MultiModalEmbedding):
 
     @property
     def embedder(self) -> Any:
-        """The wrapped ``umr.Embedder``."""
+        """The wrapped ``umr.Embedder`` (or ``umr.remote.RemoteEmbedder`` with ``server_url``)."""
         return self._embedder
 
     # -- helpers ----------------------------------------------------------------------------------------
