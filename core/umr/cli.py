@@ -68,7 +68,7 @@ def _load_embedder(args: argparse.Namespace, recorded: str | None = None) -> Any
 
         served = args.server_model or name
         logger.info("embedding on the server %s (model %s)", args.server, served)
-        return RemoteEmbedder(args.server, served, api_key=args.api_key, recipe=args.recipe)
+        return RemoteEmbedder(args.server, served, api_key=args.api_key, recipe=args.recipe, api=args.server_api)
     logger.info("loading embedder %s", name)
     return Embedder.from_pretrained(
         name, device=args.device, dtype=args.dtype, recipe=args.recipe,
@@ -194,8 +194,8 @@ def _index_with_ray(args: argparse.Namespace, files: list[str]) -> Any:
         if args.server:
             from umr.remote import api_key_from_env
 
-            spec = EmbedderSpec(args.server_model or name, {"api_key": api_key_from_env(args.api_key),
-                                                            "recipe": args.recipe}, server=args.server)
+            options = {"api_key": api_key_from_env(args.api_key), "recipe": args.recipe, "api": args.server_api}
+            spec = EmbedderSpec(args.server_model or name, options, server=args.server)
         else:
             options = {"device": args.device, "dtype": args.dtype, "recipe": args.recipe,
                        "trust_remote_code": args.trust_remote_code}
@@ -458,6 +458,8 @@ def _add_server_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--server-model", default=None, metavar="NAME",
                    help="model name as the server serves it (default: --model, the index's model, or GME-2B)")
     g.add_argument("--api-key", default=None, help="bearer token for the server (default: $UMR_API_KEY)")
+    g.add_argument("--server-api", choices=("vllm", "sglang"), default="vllm",
+                   help="request form: vllm (chat messages, recipe prompts; default) or sglang (--is-embedding)")
 
 
 def _add_ray_args(p: argparse.ArgumentParser) -> None:

@@ -31,6 +31,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -530,15 +531,18 @@ def index_files(
         _render_batch, fn_kwargs={"job": job}, batch_size=files_per_task, batch_format="numpy",
         num_cpus=res.render_cpus, **env,
     )
-    ds = ds.map_batches(
-        _EmbedActor, fn_constructor_kwargs={"spec": spec, "job": job}, batch_size=batch_size,
-        batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=res.actors),
-        num_gpus=res.gpus_per_actor or None, num_cpus=res.cpus_per_actor, **retry, **env,
-    )
-    ds = ds.map_batches(
-        _WriteActor, fn_constructor_kwargs={"job": job}, batch_size=None, batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=res.writers), num_cpus=res.writer_cpus, **retry, **env,
-    )
+    with warnings.catch_warnings():
+        # Ray >= 2.60 would rather take restarts elsewhere; the keyword works on every supported version
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+        ds = ds.map_batches(
+            _EmbedActor, fn_constructor_kwargs={"spec": spec, "job": job}, batch_size=batch_size,
+            batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=res.actors),
+            num_gpus=res.gpus_per_actor or None, num_cpus=res.cpus_per_actor, **retry, **env,
+        )
+        ds = ds.map_batches(
+            _WriteActor, fn_constructor_kwargs={"job": job}, batch_size=None, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=res.writers), num_cpus=res.writer_cpus, **retry, **env,
+        )
 
     outcome: dict[tuple[bytes, str], dict[str, Any]] = {}
     written: dict[tuple[bytes, str], set[int]] = {}
@@ -556,6 +560,11 @@ def index_files(
             report.pages_added = sum(len(v) for v in written.values())
             progress(report)
 
+    if logger.isEnabledFor(logging.DEBUG):
+        try:
+            logger.debug("ray data stats:\n%s", ds.stats())
+        except Exception:  # pragma: no cover - stats are best effort
+            pass
     report.pages_added = 0
     failed: list[FileError] = []
     for (source_b, sha), row in sorted(outcome.items(), key=lambda kv: order.get(os.fsdecode(kv[0][0]), 0)):
