@@ -19,6 +19,8 @@ _LAZY = {
     "Reranker": "umr.reranker",
     "fuse": "umr.reranker",
     "MultimodalInput": "umr.inputs",
+    "RemoteEmbedder": "umr.remote",
+    "RemoteReranker": "umr.remote",
     "list_recipes": "umr.recipes",
     "get_recipe": "umr.recipes",
     "UMRError": "umr.errors",
@@ -32,6 +34,8 @@ __all__ = [
     "InputError",
     "ModelNotFoundError",
     "MultimodalInput",
+    "RemoteEmbedder",
+    "RemoteReranker",
     "Reranker",
     "UMRError",
     "UnknownRecipeError",
@@ -46,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from umr.errors import InputError, ModelNotFoundError, UMRError, UnknownRecipeError
     from umr.inputs import MultimodalInput
     from umr.recipes import get_recipe, list_recipes
+    from umr.remote import RemoteEmbedder, RemoteReranker
     from umr.reranker import Reranker, fuse
 
 
