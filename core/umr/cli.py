@@ -8,12 +8,13 @@ adds the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -208,8 +209,32 @@ def _index_with_ray(args: argparse.Namespace, files: list[str]) -> Any:
 
     if args.host:
         return run(args.host, args.port)
-    with ChromaServer(args.db) as server:
+    with _db_writer_lock(Path(args.db)), ChromaServer(args.db) as server:
         return run(server.host, server.port, image_dir=Path(args.db) / "images", exclude=[args.db])
+
+
+@contextlib.contextmanager
+def _db_writer_lock(db: Path) -> Iterator[None]:
+    """The writer lock of ``ChromaStore`` on an embedded folder: no local ``umr index`` writes to the
+    folder while the job's server does."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    db.mkdir(parents=True, exist_ok=True)
+    with open(db / ".umr-writer.lock", "a+b") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JobFailed(
+                f"another process is writing to {_display(db)}; wait for it, or run a Chroma server "
+                "(chroma run --path DB) and pass --host/--port"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _print_index_report(args: argparse.Namespace, report: Any, ignored: int) -> None:

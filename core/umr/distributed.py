@@ -365,7 +365,11 @@ def _prepare_worker() -> None:
 def _runtime_env() -> dict[str, Any]:
     """Environment for workers of a cluster started here: the driver's import path for umr (and for
     the caller's modules: a checkout run without installing works the same)."""
-    parts = [_CORE_DIR, *[p for p in sys.path if p and os.path.isdir(p) and "site-packages" not in p]]
+    prefixes = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
+    parts = [_CORE_DIR, *[
+        p for p in sys.path
+        if p and os.path.isdir(p) and "site-packages" not in p and not p.startswith(prefixes)
+    ]]
     existing = os.environ.get("PYTHONPATH", "")
     if existing:
         parts.append(existing)

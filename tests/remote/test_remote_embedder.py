@@ -185,3 +185,15 @@ def test_store_and_cli_with_a_server(fake: FakeServer, tmp_path: Path, capsys: p
     assert rc == 0 and len(rows) == 2 and rows[0]["source"].endswith((".pdf", ".png"))
     rc = main(["search", "revenue", "--db", str(db), "--server", fake.url, "--server-model", "nope"])
     assert rc == 1 and "serves: " in capsys.readouterr().err
+
+
+def test_embedder_spec_for_a_server(fake: FakeServer) -> None:
+    """What each Ray actor loads for ``umr index --ray --server URL``: a RemoteEmbedder, same identity."""
+    from umr.distributed import EmbedderSpec, identity_of, plan_resources
+
+    spec = EmbedderSpec(SERVED, {"backoff": 0.01}, server=fake.url)
+    emb = spec.load()
+    assert isinstance(emb, RemoteEmbedder) and spec.identity() == identity_of(emb)
+    assert spec.identity()["dim"] == 16
+    res = plan_resources({"CPU": 2.0, "GPU": 1.0}, remote=spec.remote, actors=None)
+    assert res.gpus_per_actor == 0 and res.actors == 4  # light actors: requests in parallel
