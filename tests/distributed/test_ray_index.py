@@ -192,3 +192,19 @@ def test_write_stage_is_idempotent(chroma_server, tiny_embedder: Any, tmp_path: 
         out = writer(dict(embedded))
         assert list(out["kind"]) == ["written", "written"]
     assert writer.store.count() == 2
+
+
+@pytest.mark.slow
+def test_cli_ray_into_a_db_folder(ray_session, tiny_model_dir: Path, corpus: Path, tmp_path: Path, capsys) -> None:
+    """``umr index --ray --db DIR`` serves the folder for the job; the local path then finds it complete."""
+    from umr.cli import main
+
+    db = tmp_path / "db"
+    args = ["index", str(corpus), "--db", str(db), "--model", str(tiny_model_dir), "--device", "cpu",
+            "--no-progress"]
+    assert main([*args, "--ray", "--actors", "1"]) == 1  # broken.pdf
+    out = capsys.readouterr().out
+    assert "indexed 4 file(s), 6 page(s) added; 0 file(s) unchanged" in out and "FAILED" in out
+    assert len(list((db / "images").rglob("*.png"))) == 6
+    assert main(args) == 1
+    assert "indexed 0 file(s), 0 page(s) added; 4 file(s) unchanged (6 page(s) skipped)" in capsys.readouterr().out
