@@ -73,9 +73,9 @@ class ShapesTask:
         img = Image.fromarray(np.clip(bg + noise, 0, 255).astype(np.uint8), "RGB")
         draw = ImageDraw.Draw(img)
         colour = tuple(int(np.clip(v + rng.integers(-15, 16), 0, 255)) for v in COLOURS[cls[0]])
-        r = size * rng.uniform(0.28, 0.4)
-        cx = rng.uniform(r + 2, size - r - 2)
-        cy = rng.uniform(r + 2, size - r - 2)
+        r = size * rng.uniform(0.34, 0.44)
+        cx = size / 2 + rng.uniform(-1, 1) * max(0.0, size / 2 - r - 2)
+        cy = size / 2 + rng.uniform(-1, 1) * max(0.0, size / 2 - r - 2)
         shape = cls[1]
         if shape == "circle":
             draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
