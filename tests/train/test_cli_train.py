@@ -82,3 +82,28 @@ def test_missing_peft_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setitem(sys.modules, "peft", None)
     with pytest.raises(ImportError, match=r'pip install "umr\[train\]"'):
         require_peft()
+
+
+def test_distill_from_a_reranker_caches_its_scores(
+    shapes_model_dir: Path, tiny_reranker_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from umr.train.synthetic import ShapesTask
+
+    data = ShapesTask(colours=2, shapes=2, seed=3).write_dataset(tmp_path / "data", train_per_class=2, test_per_class=1)
+    out = tmp_path / "out"
+    args = ["train", str(data), "--model", str(shapes_model_dir), "--out", str(out), "--batch-size", "8",
+            "--lora-r", "4", "--distill", str(tiny_reranker_dir), "--distill-top-k", "3", "--hard-negatives", "1",
+            "--no-eval", "--no-progress", "--json"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert (out / "reranker_scores.json").is_file()
+    assert any("0 cached, 24 computed" in n for n in first["notes"]), first["notes"]  # 8 queries x top-3
+    assert main([*args, "--no-resume"]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert any("24 cached, 0 computed" in n for n in second["notes"]), second["notes"]
+
+
+def test_train_is_listed_in_the_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "train" in capsys.readouterr().out

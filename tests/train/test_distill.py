@@ -63,7 +63,7 @@ def test_fit_with_distillation_reuses_cached_scores(fresh_embedder, shapes_model
     from umr.train.synthetic import ShapesTask
 
     pairs = ShapesTask(colours=2, shapes=2, seed=2).pairs(per_class=2)
-    corpus = sorted({t for _, t in pairs}) + ["a purple dot", "a big orange cross"]
+    corpus = [*sorted({t for _, t in pairs}), "a purple dot", "a big orange cross"]
     rr = CountingReranker()
     kw = dict(epochs=1, batch_size=4, lr=5e-3, lora=LoraSettings(r=4), progress=False, hard_negatives=1,
               distill=DistillSettings(reranker=rr, top_k=3, corpus=corpus))

@@ -115,3 +115,19 @@ def test_full_fine_tuning_and_gradcache_chunks(fresh_embedder, tmp_path: Path) -
     assert report.temperature != pytest.approx(0.05, abs=1e-7)  # learnable temperature moved
     loaded = umr.Embedder.from_pretrained(tmp_path / "full", device="cpu")
     np.testing.assert_allclose(loaded.embed_documents(PROBE), fresh_embedder.embed_documents(PROBE), atol=1e-5)
+
+
+def test_ctrl_c_saves_the_state_and_the_rerun_continues(shapes_model_dir, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+
+    def interrupt(step: int, _loss: float) -> None:
+        if step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(umr.Embedder.from_pretrained(shapes_model_dir, device="cpu"), _pairs(),
+            **_kwargs(out, checkpoint_every=100), on_step=interrupt)
+    assert json.loads((out / "checkpoint-last" / "state.json").read_text())["step"] == 4
+    report = fit(umr.Embedder.from_pretrained(shapes_model_dir, device="cpu"), _pairs(),
+                 **_kwargs(out, checkpoint_every=100))
+    assert report.resumed_from_step == 4 and report.completed and report.steps == 6

@@ -33,7 +33,18 @@ _LAZY = {
     "distill_kl": "umr.train.losses",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "DistillSettings",
+    "FitReport",
+    "LoraSettings",
+    "TrainPair",
+    "coerce_pairs",
+    "distill_kl",
+    "fit",
+    "info_nce",
+    "load_training_data",
+    "mine_hard_negatives",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from umr.train.data import TrainPair, coerce_pairs, load_training_data

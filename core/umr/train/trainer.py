@@ -342,7 +342,7 @@ def fit(
     completed = step >= total
     save(step, completed=completed)
     _finish(embedder, model, wrapped, grad_checkpointing)
-    if start_step < step or state is None:
+    if step > 0:  # the vectors changed: stores must not mix them with the base model's
         embedder._fingerprint_seed = f"{embedder._fingerprint_seed}+ft:{settings['data_fingerprint']}:{step}"
 
     eval_after = None
