@@ -131,3 +131,12 @@ def test_ctrl_c_saves_the_state_and_the_rerun_continues(shapes_model_dir, tmp_pa
     report = fit(umr.Embedder.from_pretrained(shapes_model_dir, device="cpu"), _pairs(),
                  **_kwargs(out, checkpoint_every=100))
     assert report.resumed_from_step == 4 and report.completed and report.steps == 6
+
+
+def test_gradient_checkpointing_gives_the_same_training(shapes_model_dir, tmp_path: Path) -> None:
+    plain = fit(umr.Embedder.from_pretrained(shapes_model_dir, device="cpu"), _pairs(),
+                **_kwargs(None, epochs=1))
+    ckpt = umr.Embedder.from_pretrained(shapes_model_dir, device="cpu")
+    checkpointed = fit(ckpt, _pairs(), **_kwargs(None, epochs=1, grad_checkpointing=True))
+    np.testing.assert_allclose(checkpointed.losses, plain.losses, rtol=1e-4)
+    assert not ckpt.model.training and not any(getattr(m, "gradient_checkpointing", False) for m in ckpt.model.modules())  # back to inference

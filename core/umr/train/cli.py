@@ -86,6 +86,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("--eval-fraction must be between 0 and 1")
     if args.chunk_size is not None and args.chunk_size < 1:
         raise UsageError("--chunk-size must be at least 1")
+    if args.model is None and os.environ.get("UMR_MODEL") is None:
+        raise UsageError("--model is required: the base model to fine-tune (hub id or local folder)")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {_display(out)} exists and is not a folder")
@@ -101,8 +103,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     show = _show_progress(args)
     say = (lambda msg: _err(f"umr: {msg}")) if show else (lambda msg: None)
     say(f"{len(data.pairs)} training pairs, {len(data.corpus)} corpus items; {data.split_note}")
-    if args.model is None and os.environ.get("UMR_MODEL") is None:
-        raise UsageError("--model is required: the base model to fine-tune (hub id or local folder)")
     embedder = _load_embedder(args)
     distill = None
     if args.distill:

@@ -52,15 +52,21 @@ class TrainPair:
     positive_id: str | None = None
     negative_ids: tuple[str | None, ...] = ()
 
+    def _memo(self, name: str, compute: Any) -> Any:
+        # keys hash image bytes: computed once per pair, not at every training step
+        if name not in self.__dict__:
+            object.__setattr__(self, name, compute())
+        return self.__dict__[name]
+
     def positive_key(self) -> str:
-        return doc_key(self.positive, self.positive_id)
+        return self._memo("_positive_key", lambda: doc_key(self.positive, self.positive_id))
 
     def negative_keys(self) -> list[str]:
         ids = list(self.negative_ids) + [None] * (len(self.negatives) - len(self.negative_ids))
-        return [doc_key(n, i) for n, i in zip(self.negatives, ids)]
+        return list(self._memo("_negative_keys", lambda: tuple(doc_key(n, i) for n, i in zip(self.negatives, ids))))
 
     def query_key(self) -> str:
-        return doc_key(self.query, self.query_id)
+        return self._memo("_query_key", lambda: doc_key(self.query, self.query_id))
 
 
 def content_key(item: MultimodalInput) -> str:

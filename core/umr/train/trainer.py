@@ -271,12 +271,14 @@ def fit(
         supported = torch.cuda.is_bf16_supported()
         use_autocast = (bf16 if bf16 is not None else supported) and embedder.dtype == torch.float32
     if grad_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _set_checkpointing(model, True)
 
     def encode(side: str) -> Callable[[list[MultimodalInput]], torch.Tensor]:
         def run(items: list[MultimodalInput]) -> torch.Tensor:
             prepared = embedder.prepare_inputs(items, side=side, instruction=instruction)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
+            if not use_autocast:
+                return embedder.encode_prepared(prepared).float()
+            with torch.autocast("cuda", dtype=torch.bfloat16):
                 return embedder.encode_prepared(prepared).float()
         return run
 
@@ -480,9 +482,18 @@ def _loss_fn(batch: _Batch, temp: Temperature, distill: DistillSettings | None) 
 
 def _finish(embedder: Any, model: torch.nn.Module, wrapped: Any, grad_checkpointing: bool) -> None:
     """Back to inference: adapters merged, no gradients, eval mode."""
-    if grad_checkpointing and hasattr(model, "gradient_checkpointing_disable"):
-        model.gradient_checkpointing_disable()
+    if grad_checkpointing:
+        _set_checkpointing(model, False)
     if wrapped is not None:
         embedder.model = merge_into_model(wrapped)
     embedder.model.requires_grad_(False)
     embedder.model.eval()
+
+
+def _set_checkpointing(model: torch.nn.Module, on: bool) -> None:
+    """Activation (gradient) checkpointing on or off; transformers 5 renamed the methods."""
+    name = "activation_checkpointing" if hasattr(model, "activation_checkpointing_enable") else "gradient_checkpointing"
+    if on:
+        getattr(model, f"{name}_enable")(**{f"{name}_kwargs": {"use_reentrant": False}})
+    else:
+        getattr(model, f"{name}_disable")()
