@@ -140,3 +140,34 @@ def test_gradient_checkpointing_gives_the_same_training(shapes_model_dir, tmp_pa
     checkpointed = fit(ckpt, _pairs(), **_kwargs(None, epochs=1, grad_checkpointing=True))
     np.testing.assert_allclose(checkpointed.losses, plain.losses, rtol=1e-4)
     assert not ckpt.model.training and not any(getattr(m, "gradient_checkpointing", False) for m in ckpt.model.modules())  # back to inference
+
+
+def test_mixed_modalities_and_explicit_negatives(fresh_embedder) -> None:
+    task = ShapesTask(colours=2, shapes=2, seed=9)
+    samples = task.samples(2)
+    pairs = []
+    for i, (img, cls) in enumerate(samples):
+        text = task.describe(cls)
+        if i % 3 == 0:
+            pairs.append((text, img))  # text -> image
+        elif i % 3 == 1:
+            pairs.append(({"text": "which shape is this?", "image": img}, text, ["a purple dot"]))  # fused -> text
+        else:
+            pairs.append({"query": img, "positive": {"text": text, "image": img}, "negatives": [samples[0][0]]})
+    report = fit(fresh_embedder, pairs, epochs=1, batch_size=4, lr=1e-3, lora=LoraSettings(r=2), progress=False)
+    assert report.completed and report.steps == 2 and all(np.isfinite(report.losses))
+
+
+@pytest.mark.gpu
+def test_bf16_gradcache_and_checkpointing_on_gpu(shapes_model_dir, tmp_path: Path) -> None:
+    import torch
+
+    emb = umr.Embedder.from_pretrained(shapes_model_dir, device="cuda")
+    assert emb.dtype == torch.bfloat16
+    report = fit(emb, _pairs(), **_kwargs(tmp_path / "gpu", chunk_size=2, grad_checkpointing=True))
+    assert report.completed and all(np.isfinite(report.losses))
+    loaded = umr.Embedder.from_pretrained(tmp_path / "gpu", device="cuda")
+    np.testing.assert_allclose(loaded.embed_documents(PROBE), emb.embed_documents(PROBE), atol=2e-2)
+    f32 = umr.Embedder.from_pretrained(shapes_model_dir, device="cuda", dtype="float32")
+    report = fit(f32, _pairs(), **_kwargs(tmp_path / "gpu32", epochs=1, bf16=True))  # autocast path
+    assert report.completed and all(np.isfinite(report.losses))
