@@ -56,6 +56,12 @@ def test_fit_rejects_bad_arguments(fresh_embedder) -> None:
         fit(fresh_embedder, [], progress=False)
     with pytest.raises(ValueError, match="batch_size must be at least 2"):
         fit(fresh_embedder, [("a", "b")], batch_size=1, progress=False)
+    with pytest.raises(ValueError, match="hard_negatives must be >= 0"):
+        fit(fresh_embedder, [("a", "b"), ("c", "d")], hard_negatives=-1, progress=False)
+    with pytest.raises(ValueError, match="temperature must be in"):
+        fit(fresh_embedder, [("a", "b"), ("c", "d")], temperature=5.0, lora=None, progress=False)
+    with pytest.raises(TypeError, match="eval_set must be"):
+        fit(fresh_embedder, [("a", "b"), ("c", "d")], eval_set=42, progress=False)
 
 
 def _write(root: Path, corpus: list[dict], queries: list[dict], qrels: dict[str, str]) -> Path:

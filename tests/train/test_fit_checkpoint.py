@@ -171,3 +171,21 @@ def test_bf16_gradcache_and_checkpointing_on_gpu(shapes_model_dir, tmp_path: Pat
     f32 = umr.Embedder.from_pretrained(shapes_model_dir, device="cuda", dtype="float32")
     report = fit(f32, _pairs(), **_kwargs(tmp_path / "gpu32", epochs=1, bf16=True))  # autocast path
     assert report.completed and all(np.isfinite(report.losses))
+
+
+def test_an_image_failing_mid_run_names_it_and_leaves_a_usable_model(fresh_embedder, tmp_path: Path) -> None:
+    import io
+
+    from umr.errors import InputError
+
+    buf = io.BytesIO()
+    ShapesTask(seed=1).samples(1)[0][0].save(buf, format="PNG")
+    broken = tmp_path / "truncated.png"
+    broken.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])  # the header reads, the pixels do not
+    pairs = [*_pairs(), ("a broken picture", broken)]
+    out = tmp_path / "run"
+    with pytest.raises(InputError, match=r"truncated\.png"):
+        fit(fresh_embedder, pairs, **_kwargs(out, checkpoint_every=1))
+    assert not fresh_embedder.model.training
+    assert not any("lora_" in n for n, _ in fresh_embedder.model.named_parameters())
+    assert fresh_embedder.embed_documents(PROBE).shape[0] == 2

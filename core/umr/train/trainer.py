@@ -161,6 +161,13 @@ def fit(
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     if lr <= 0:
         raise ValueError(f"lr must be positive, got {lr}")
+    if hard_negatives < 0:
+        raise ValueError(f"hard_negatives must be >= 0 (0 = no mining), got {hard_negatives}")
+    if max_steps is not None and max_steps <= 0:
+        raise ValueError(f"max_steps must be a positive integer or None, got {max_steps!r}")
+    if checkpoint_every is not None and checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be >= 0 or None (0/None: only at the end), got {checkpoint_every}")
+    temp = Temperature(temperature, learnable=learn_temperature).to(embedder.device)  # validates the value
     pairs = coerce_pairs(train_pairs)
     notes: list[str] = []
     if isinstance(eval_set, (str, os.PathLike)):
@@ -238,7 +245,6 @@ def fit(
         wrapped = apply_lora(model, lora, seed=seed)
     else:
         model.requires_grad_(True)
-    temp = Temperature(temperature, learnable=learn_temperature).to(embedder.device)
     params = [p for p in model.parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for p in params)
     groups: list[dict[str, Any]] = [{"params": params, "weight_decay": weight_decay}]
@@ -257,7 +263,11 @@ def fit(
     start_step = 0
     losses: list[float] = []
     if state is not None:
-        extra = ckpt.load_state(state["_dir"], model, optimizer, scheduler)
+        try:
+            extra = ckpt.load_state(state["_dir"], model, optimizer, scheduler)
+        except BaseException:
+            _abort(embedder, model, wrapped)
+            raise
         if "log_temperature" in extra:
             with torch.no_grad():
                 temp.log_value.copy_(extra["log_temperature"].reshape(()))
@@ -334,11 +344,16 @@ def fit(
                     save(step, completed=False)
             if step >= stop_at:
                 break
-    except KeyboardInterrupt:
-        save(step, completed=False)
+    except BaseException as exc:  # Ctrl-C, out of memory, an unreadable image mid-run...
         bar.close()
+        optimizer.zero_grad(set_to_none=True)
+        if step > start_step:
+            save(step, completed=False)  # the state after the last finished step
         _finish(embedder, model, wrapped, grad_checkpointing)
-        logger.warning("interrupted at step %d; the state is saved, run again to resume", step)
+        logger.warning(
+            "training stopped at step %d (%s)%s", step, type(exc).__name__,
+            "; the state is saved, run again to resume" if out is not None and step > start_step else "",
+        )
         raise
     bar.close()
     completed = step >= total
@@ -497,3 +512,11 @@ def _set_checkpointing(model: torch.nn.Module, on: bool) -> None:
         getattr(model, f"{name}_enable")(**{f"{name}_kwargs": {"use_reentrant": False}})
     else:
         getattr(model, f"{name}_disable")()
+
+
+def _abort(embedder: Any, model: torch.nn.Module, wrapped: Any) -> None:
+    """Undo the training setup without keeping any weight change (adapters removed, not merged)."""
+    if wrapped is not None:
+        embedder.model = wrapped.unload()
+    embedder.model.requires_grad_(False)
+    embedder.model.eval()
