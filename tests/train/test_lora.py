@@ -43,3 +43,18 @@ def test_bad_settings() -> None:
         LoraSettings(r=0)
     with pytest.raises(ValueError, match="dropout"):
         LoraSettings(dropout=1.5)
+
+
+def test_importing_umr_train_loads_neither_peft_nor_torch() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    core = Path(__file__).resolve().parents[2] / "core"
+    code = (
+        "import sys; import umr.train, umr.train.cli; "
+        "assert 'peft' not in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(core), "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr
