@@ -189,3 +189,13 @@ def test_an_image_failing_mid_run_names_it_and_leaves_a_usable_model(fresh_embed
     assert not fresh_embedder.model.training
     assert not any("lora_" in n for n, _ in fresh_embedder.model.named_parameters())
     assert fresh_embedder.embed_documents(PROBE).shape[0] == 2
+
+
+def test_a_finished_run_continues_with_more_epochs(shapes_model_dir, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = fit(umr.Embedder.from_pretrained(shapes_model_dir, device="cpu"), _pairs(), **_kwargs(out, epochs=1))
+    assert first.completed and first.steps == 3
+    again = fit(umr.Embedder.from_pretrained(shapes_model_dir, device="cpu"), _pairs(), **_kwargs(out, epochs=1))
+    assert again.resumed_from_step == 3 and again.steps == 3 and len(again.losses) == 3  # nothing left to do
+    more = fit(umr.Embedder.from_pretrained(shapes_model_dir, device="cpu"), _pairs(), **_kwargs(out, epochs=2))
+    assert more.resumed_from_step == 3 and more.steps == 6 and more.completed
