@@ -80,3 +80,16 @@ def test_temperature_fixed_or_learnable() -> None:
     assert learn.log_value.grad is not None and float(learn.log_value.grad) != 0.0
     with pytest.raises(ValueError, match="temperature must be in"):
         Temperature(0.0)
+
+
+def test_auto_epochs_and_lr() -> None:
+    from types import SimpleNamespace
+
+    from umr.train.trainer import AUTO_MAX_EPOCHS, auto_epochs, auto_lr
+
+    assert auto_epochs(192, 32) == AUTO_MAX_EPOCHS  # 6 steps a pass: capped
+    assert auto_epochs(640, 32) == 5  # 20 steps a pass: 5 passes for 100 steps
+    assert auto_epochs(100_000, 32) == 1
+    assert auto_lr(SimpleNamespace(native_dim=1536), lora=True) == 1e-4
+    assert auto_lr(SimpleNamespace(native_dim=1536), lora=False) == 1e-5
+    assert auto_lr(SimpleNamespace(native_dim=64), lora=True) == 5e-3

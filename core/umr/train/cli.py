@@ -34,11 +34,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder for the fine-tuned model")
     _add_model_args(p)
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=1, help="passes over the training pairs (default 1)")
+    g.add_argument("--epochs", type=int, default=None,
+                   help="passes over the training pairs (default: enough for ~100 steps, at most 10)")
     g.add_argument("--batch-size", type=int, default=32, help="pairs per step, all in-batch negatives (default 32)")
     g.add_argument("--chunk-size", type=int, default=None,
                    help="GradCache: inputs per forward pass when a batch does not fit memory (default: whole batch)")
-    g.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
+    g.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: 1e-4 LoRA / 1e-5 full; 5e-3 / 5e-4 on tiny test models)")
     g.add_argument("--temperature", type=float, default=0.05, help="InfoNCE temperature (default 0.05)")
     g.add_argument("--learn-temperature", action="store_true", help="train the temperature too")
     g.add_argument("--lora-r", type=int, default=16, help="LoRA rank (default 16); 0 trains every weight")
@@ -76,12 +78,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.dataset):
         raise UsageError(f"no such dataset folder: {_display(args.dataset)}")
     for name in ("epochs", "batch_size"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
     if args.batch_size < 2:
         raise UsageError("--batch-size must be at least 2 (in-batch negatives)")
     if args.lora_r < 0:
         raise UsageError("--lora-r must be >= 0 (0 = full fine-tuning)")
+    if args.lr is not None and args.lr <= 0:
+        raise UsageError("--lr must be positive")
     if not 0.0 < args.eval_fraction < 1.0:
         raise UsageError("--eval-fraction must be between 0 and 1")
     if args.chunk_size is not None and args.chunk_size < 1:
@@ -131,7 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     resumed = f", resumed at step {report.resumed_from_step}" if report.resumed_from_step else ""
     _out(
         f"trained {report.steps}/{report.total_steps} steps in {report.seconds:.1f} s ({kind}, "
-        f"{report.pairs} pairs, batch {report.batch_size}, lr {args.lr:g}{resumed})"
+        f"{report.pairs} pairs, {report.epochs} epochs, batch {report.batch_size}, lr {report.lr:g}{resumed})"
     )
     for note in report.notes:
         _out(f"  {note}")

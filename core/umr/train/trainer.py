@@ -43,6 +43,8 @@ class FitReport:
 
     steps: int
     total_steps: int
+    epochs: int
+    lr: float
     completed: bool
     resumed_from_step: int
     losses: list[float]
@@ -93,9 +95,9 @@ def fit(
     embedder: Any,
     train_pairs: Iterable[TrainPair | Sequence[Any] | Mapping[str, Any]],
     *,
-    epochs: int = 1,
+    epochs: int | None = None,
     batch_size: int = 32,
-    lr: float = 1e-4,
+    lr: float | None = None,
     temperature: float = 0.05,
     learn_temperature: bool = False,
     lora: LoraSettings | None = DEFAULT_LORA,
@@ -126,6 +128,11 @@ def fit(
     Pairs are ``(query, positive)`` or ``(query, positive, negatives)`` tuples, dicts with those keys
     or ``TrainPair``; each side is text, an image or both (anything ``umr.MultimodalInput`` takes).
 
+    * ``epochs`` — passes over the pairs; ``None`` (auto) makes enough passes for about
+      ``AUTO_MIN_STEPS`` optimizer steps, at most ``AUTO_MAX_EPOCHS`` (one pass for large data).
+    * ``lr`` — ``None`` (auto): 1e-4 for LoRA and 1e-5 for full fine-tuning on real backbones (hidden
+      size >= 1024); toy models (``umr.testing``, hidden 64) need 5e-3 / 5e-4 to move within minutes.
+
     * ``lora`` — LoRA settings (default r=16 on the language model; ``LoraSettings(vision=True)`` adds
       the vision tower); ``None`` trains every weight (full fine-tuning). Needs ``peft`` for LoRA.
     * ``temperature`` — InfoNCE temperature; ``learn_temperature=True`` makes it a trained parameter.
@@ -152,13 +159,15 @@ def fit(
         raise NotImplementedError(
             f"recipe {embedder.recipe.name!r} runs the checkpoint's own code; umr.train fine-tunes native recipes"
         )
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+    for name, value in (("epochs", 1 if epochs is None else epochs), ("batch_size", batch_size)):
         if not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if batch_size < 2:
         raise ValueError("batch_size must be at least 2: in-batch negatives need other pairs in the batch")
     if chunk_size is not None and chunk_size <= 0:
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    if lr is None:
+        lr = auto_lr(embedder, lora is not None)
     if lr <= 0:
         raise ValueError(f"lr must be positive, got {lr}")
     if hard_negatives < 0:
@@ -170,6 +179,9 @@ def fit(
     temp = Temperature(temperature, learnable=learn_temperature).to(embedder.device)  # validates the value
     pairs = coerce_pairs(train_pairs)
     notes: list[str] = []
+    if epochs is None:
+        epochs = auto_epochs(len(pairs), batch_size)
+        notes.append(f"epochs: {epochs} (auto, about {AUTO_MIN_STEPS} steps)")
     if isinstance(eval_set, (str, os.PathLike)):
         eval_set = load_dataset(eval_set, "test")
     if eval_set is not None and not isinstance(eval_set, RetrievalDataset):
@@ -367,7 +379,7 @@ def fit(
         eval_after = evaluate(embedder, eval_set, ks=eval_ks, instruction=instruction)
         logger.info("after training: %s", eval_after["retrieval"])
     report = FitReport(
-        steps=step, total_steps=total, completed=completed, resumed_from_step=start_step, losses=losses,
+        steps=step, total_steps=total, epochs=epochs, lr=lr, completed=completed, resumed_from_step=start_step, losses=losses,
         seconds=0.0, temperature=temp.item(), trainable_parameters=n_trainable, pairs=len(pairs),
         batch_size=batch_size, eval_before=eval_before, eval_after=eval_after,
         output_dir=str(out) if out is not None else None, notes=notes,
@@ -381,6 +393,24 @@ def fit(
     if out is not None:
         (out / "train_report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
     return report
+
+
+AUTO_MIN_STEPS = 100
+AUTO_MAX_EPOCHS = 10
+
+
+def auto_epochs(n_pairs: int, batch_size: int) -> int:
+    """Passes for about ``AUTO_MIN_STEPS`` steps: small data gets several epochs, large data one."""
+    per_epoch = len(_epoch_batches(n_pairs, batch_size, 0, 0))
+    return max(1, min(AUTO_MAX_EPOCHS, math.ceil(AUTO_MIN_STEPS / per_epoch)))
+
+
+def auto_lr(embedder: Any, lora: bool) -> float:
+    """Default learning rate: usual LoRA / full values on real backbones, larger on toy models."""
+    toy = int(getattr(embedder, "native_dim", 4096)) < 1024
+    if lora:
+        return 5e-3 if toy else 1e-4
+    return 5e-4 if toy else 1e-5
 
 
 def _jsonable(value: Any) -> Any:
