@@ -32,6 +32,7 @@ from umr.recipes import (
     MODELS,
     EmbedRecipe,
     Side,
+    read_recipe_marker,
     resolve_recipe_name,
 )
 
@@ -144,6 +145,12 @@ class Embedder(RecipePrompts):
         """
         name = resolve_recipe_name(model_id_or_path, recipe, "embedding")
         rec = EMBED_RECIPES[name]
+        # a fine-tuned checkpoint records the pixel budget it was trained with (umr.json)
+        marker = read_recipe_marker(model_id_or_path)
+        if min_pixels is None and isinstance(marker.get("min_pixels"), int):
+            min_pixels = int(marker["min_pixels"])
+        if max_pixels is None and isinstance(marker.get("max_pixels"), int):
+            max_pixels = int(marker["max_pixels"])
         if rec.trust_remote_code and trust_remote_code is not True:
             # Checked before anything of the checkout is read: none of its code may run without consent.
             raise RemoteCodeError(_remote_code_refusal(os.fspath(model_id_or_path), rec))
@@ -298,14 +305,46 @@ class Embedder(RecipePrompts):
         if self.processor is None:
             vectors = self._run_remote(items, side, instruction, batch_size)
         else:
-            processor = self.processor
-            prepared = [
-                processor.prepare(i, self._with_text_only_image(it), self.build_prompt(it, side, instruction))
-                for i, it in enumerate(items)
-            ]
+            prepared = self.prepare_inputs(items, side=side, instruction=instruction)
             vectors = self._run(prepared, batch_size, max_batch_tokens, show_progress)
         out = vectors[0] if single else vectors
         return out.numpy() if convert_to == "numpy" else out
+
+    def prepare_inputs(
+        self,
+        inputs: InputLike | Iterable[InputLike],
+        *,
+        side: Side = "document",
+        instruction: str | None = None,
+    ) -> list[PreparedInput]:
+        """Tokenise ``inputs`` with the prompt, instruction and pixel budget that ``embed`` uses.
+
+        The result feeds ``encode_prepared`` (training, custom batching); each item knows its exact
+        token cost (``num_tokens``). Images are not decoded yet. Native (non remote-code) recipes only.
+        """
+        if side not in ("query", "document"):
+            raise ValueError(f"side must be 'query' or 'document', got {side!r}")
+        if self.processor is None:
+            raise NotImplementedError(
+                f"recipe {self.recipe.name!r} runs the checkpoint's own encode(); prepare_inputs and "
+                "encode_prepared need a native recipe (see `umr models`)"
+            )
+        processor = self.processor
+        items = coerce_inputs(inputs)
+        return [
+            processor.prepare(i, self._with_text_only_image(it), self.build_prompt(it, side, instruction))
+            for i, it in enumerate(items)
+        ]
+
+    def encode_prepared(self, prepared: list[PreparedInput]) -> torch.Tensor:
+        """Embed one batch of ``prepare_inputs`` items as a differentiable ``(n, dim)`` tensor on the device.
+
+        The same collation, forward pass and pooling as ``embed``, but without ``torch.inference_mode``
+        and without batch planning: autograd records the graph when gradients are enabled (fine-tuning).
+        """
+        if not prepared:
+            raise ValueError("encode_prepared needs at least one prepared input")
+        return self._forward(self._collate(list(prepared)))
 
     def _run(
         self,

@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from umr.errors import UnknownRecipeError
 
@@ -535,6 +535,16 @@ def resolve_recipe_name(model_id_or_path: str | os.PathLike, recipe: str | None,
             f"recipe=<name> (valid: {', '.join(sorted(table))})"
         )
     return _lookup(os.fspath(model_id_or_path), table, kind).name
+
+
+def read_recipe_marker(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``umr.json`` of a local checkpoint directory as a dict (empty when absent or unreadable)."""
+    marker = Path(os.fspath(path)).expanduser() / RECIPE_FILE
+    try:
+        data = json.loads(marker.read_text()) if marker.is_file() else {}
+    except (ValueError, OSError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def write_recipe_marker(path: str | os.PathLike, recipe: str, **extra: object) -> None:
