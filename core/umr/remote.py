@@ -592,13 +592,10 @@ class RemoteReranker:
         **kwargs: Any,
     ) -> list[tuple[int, float]]:
         """``(index, score)`` best first (ties keep the candidates' order); ``top_n`` keeps the best."""
-        from umr.reranker import check_top_n
+        from umr.reranker import check_top_n, rank_scores
 
         n = check_top_n(top_n)
-        scores = self.score(query, candidates, instruction, **kwargs)
-        order = sorted(range(len(scores)), key=lambda i: -scores[i])
-        ranked = [(i, scores[i]) for i in order]
-        return ranked if n is None else ranked[:n]
+        return rank_scores(self.score(query, candidates, instruction, **kwargs), n)
 
     def close(self) -> None:
         self.client.close()

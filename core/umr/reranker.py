@@ -299,10 +299,7 @@ class Reranker:
         arguments go to ``score``.
         """
         n = check_top_n(top_n)
-        scores = self.score(query, candidates, instruction, **kwargs)
-        order = sorted(range(len(scores)), key=lambda i: -scores[i])  # sorted() is stable
-        ranked = [(i, scores[i]) for i in order]
-        return ranked if n is None else ranked[:n]
+        return rank_scores(self.score(query, candidates, instruction, **kwargs), n)
 
     # -- internals --------------------------------------------------------------------------------------
     def _geometry(self, owner: str, item: MultimodalInput) -> ImageGeometry:
@@ -506,6 +503,12 @@ def check_top_n(top_n: Any) -> int | None:
     if top_n <= 0:
         raise ValueError(f"top_n must be a positive int or None, got {top_n}")
     return int(top_n)
+
+
+def rank_scores(scores: Sequence[float], top_n: int | None = None) -> list[tuple[int, float]]:
+    """``(index, score)`` best first; equal scores keep their order (``sorted`` is stable); ``top_n`` cuts."""
+    ranked = [(i, scores[i]) for i in sorted(range(len(scores)), key=lambda i: -scores[i])]
+    return ranked if top_n is None else ranked[: check_top_n(top_n)]
 
 
 def answer_head(model: Any, token_ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
