@@ -94,6 +94,9 @@ def _recorded_model(args: argparse.Namespace) -> str | None:
 def _open_store(args: argparse.Namespace, embedder: Any, **kwargs: Any) -> Any:
     from umr.store import ChromaStore
 
+    image_dir = getattr(args, "image_dir", None)
+    if image_dir:
+        kwargs["image_dir"] = image_dir
     return ChromaStore(embedder, collection=args.collection, **_client_args(args), **kwargs)
 
 
@@ -208,9 +211,10 @@ def _index_with_ray(args: argparse.Namespace, files: list[str]) -> Any:
         )
 
     if args.host:
-        return run(args.host, args.port)
+        return run(args.host, args.port, **({"image_dir": args.image_dir} if args.image_dir else {}))
     with _db_writer_lock(Path(args.db)), ChromaServer(args.db) as server:
-        return run(server.host, server.port, image_dir=Path(args.db) / "images", exclude=[args.db])
+        return run(server.host, server.port, image_dir=args.image_dir or Path(args.db) / "images",
+                   exclude=[args.db])
 
 
 @contextlib.contextmanager
@@ -366,7 +370,7 @@ def _open_readonly(args: argparse.Namespace) -> Any:
     info = read_collection_info(collection=args.collection, **_client_args(args))
     if info is None:
         raise JobFailed(f"collection {args.collection!r} does not exist; nothing to do")
-    return open_existing(collection=args.collection, **_client_args(args))
+    return open_existing(collection=args.collection, image_dir=getattr(args, "image_dir", None), **_client_args(args))
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -464,6 +468,12 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--collection", default=DEFAULT_COLLECTION, help="collection name (default: umr)")
 
 
+def _add_image_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--image-dir", default=os.environ.get("UMR_IMAGE_DIR"), metavar="DIR",
+                   help="folder of the page images (default: DB/images; with --host none are kept unless "
+                        "given, and reranking then sees page text only); $UMR_IMAGE_DIR")
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", default=None,
@@ -512,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="index PDFs and images (folders are walked)")
     p.add_argument("paths", nargs="+", metavar="PATH")
     _add_store_args(p)
+    _add_image_dir_arg(p)
     _add_model_args(p)
     p.add_argument("--workers", type=int, default=1, help="renderer processes (default 1)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per file (default 60)")
@@ -539,6 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("delete", help="remove documents (by path as indexed, or sha256)")
     p.add_argument("sources", nargs="+", metavar="SOURCE")
     _add_store_args(p)
+    _add_image_dir_arg(p)
     p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("stats", help="what the index holds")

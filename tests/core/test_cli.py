@@ -181,3 +181,29 @@ def test_console_script_runs_in_a_subprocess(tmp_path):
     assert proc.returncode == 0 and proc.stdout.startswith("umr ")
     proc = subprocess.run([sys.executable, "-m", "umr.cli"], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2 and "index" in proc.stderr
+
+
+def test_server_index_keeps_page_images_in_image_dir_and_delete_removes_them(
+    capsys, tmp_path, tiny_model_dir, sample_docs
+):
+    from tests.chroma_server import chroma_server_at
+
+    images = tmp_path / "shared-images"
+    server = chroma_server_at(tmp_path / "server-db")
+    host, port = next(server)
+    try:
+        where = ["--host", host, "--port", str(port), "--collection", "srv"]
+        rc, out, _ = run(capsys, "index", str(sample_docs / "router_manual.pdf"), *where, "--image-dir", str(images),
+                         "--model", str(tiny_model_dir), "--json", "--no-progress")
+        assert rc == 0 and json.loads(out)["pages_added"] == 2
+        pngs = sorted(images.rglob("*.png"))
+        assert len(pngs) == 2
+        rc, out, _ = run(capsys, "search", "reset button", *where, "-k", "2", "--json")
+        assert rc == 0
+        uris = {r["image_uri"] for r in json.loads(out)}
+        assert uris == {p.resolve().as_uri() for p in pngs} or uris == {p.as_uri() for p in pngs}
+        rc, _, _ = run(capsys, "delete", str(sample_docs / "router_manual.pdf"), *where, "--image-dir", str(images))
+        assert rc == 0
+        assert list(images.rglob("*.png")) == []
+    finally:
+        server.close()

@@ -60,9 +60,17 @@ class RecordedModel:
 
 
 def open_existing(
-    *, collection: str, path: str | os.PathLike | None = None, host: str | None = None, port: int = 8000
+    *,
+    collection: str,
+    path: str | os.PathLike | None = None,
+    host: str | None = None,
+    port: int = 8000,
+    image_dir: str | os.PathLike | None = None,
 ) -> Any:
-    """A ``ChromaStore`` on an existing collection, for management only (delete, stats, documents)."""
+    """A ``ChromaStore`` on an existing collection, for management only (delete, stats, documents).
+
+    ``image_dir`` names the folder of its page images when it is not the default (``delete`` removes
+    a document's images only from there)."""
     from umr.store.chroma import ChromaStore
 
     info = read_collection_info(collection=collection, path=path, host=host, port=port)
@@ -74,4 +82,6 @@ def open_existing(
         kwargs.update(host=host, port=port)
     else:
         kwargs["path"] = path
+    if image_dir:
+        kwargs["image_dir"] = image_dir
     return ChromaStore(RecordedModel(info), **kwargs)
