@@ -139,8 +139,8 @@ class _Client:
                 last = f"HTTP {response.status_code}: {detail}"
             if attempt < self.max_retries:
                 delay = self._delay(attempt, response)
-                logger.warning("%s%s: %s; retry %d/%d in %.2f s", self.base_url, path, last, attempt + 1,
-                               self.max_retries, delay)
+                logger.info("%s%s: %s; retry %d/%d in %.2f s", self.base_url, path, last, attempt + 1,
+                            self.max_retries, delay)
                 time.sleep(delay)
         raise RemoteServerError(
             f"{self.base_url}{path} failed after {self.max_retries + 1} attempt(s): {last}. Is the server up "
