@@ -470,6 +470,7 @@ def bench_umr_embed(args: argparse.Namespace, ckpt: dict[str, Any], pages: dict[
     dtype = str(emb.dtype).replace("torch.", "")
     rows = []
     emb.embed_documents(pages[max(pages)][:4])  # warm-up once, on the largest pages
+    shipped: dict[int, Any] = {}
     for tokens, imgs in pages.items():
         prepared = [emb.processor.prepare(i, umr.MultimodalInput.coerce(im), emb.build_prompt(im, "document"))
                     for i, im in enumerate(imgs)]
@@ -478,9 +479,10 @@ def bench_umr_embed(args: argparse.Namespace, ckpt: dict[str, Any], pages: dict[
                 raise RuntimeError(f"page planned for {tokens} visual tokens got {p.geometry}")
         meter.reset()
         out: list[Any] = []
-        timing = _common.time_it(lambda imgs=imgs, out=out: out.append(emb.embed_documents(imgs)),
+        timing = _common.time_it(lambda imgs=imgs, out=out, emb=emb: out.append(emb.embed_documents(imgs)),
                                  warmup=0, repeats=args.repeats, sync=meter.sync)
         assert out[-1].shape == (len(imgs), emb.dim)
+        shipped[tokens] = out[-1][:PARITY_PAGES]
         seqs = [p.num_tokens for p in prepared]
         rows.append(row_for(
             task="embed", impl="umr", tokens=tokens, n=len(imgs), seq_lens=seqs,
@@ -489,6 +491,15 @@ def bench_umr_embed(args: argparse.Namespace, ckpt: dict[str, Any], pages: dict[
             extra={"max_batch_tokens": emb.max_batch_tokens, "batch_size": emb.batch_size},
         ))
         _progress(rows[-1])
+    del emb
+    meter.free()
+    # Same meaning as the CPU path: the shipped dtype (bf16 on CUDA) against an fp32 run of the same weights.
+    ref = umr.Embedder.from_pretrained(ckpt["embed_dir"], device=args.device, dtype="float32")
+    for row in rows:
+        tokens = row["visual_tokens"]
+        want = ref.embed_documents(pages[tokens][:PARITY_PAGES])
+        row["min_cos_vs_fp32"] = float((shipped[tokens] * want).sum(axis=1).min())
+    del ref
     return rows
 
 
@@ -640,7 +651,10 @@ COLUMNS = [
     Column("mfu", "MFU", lambda v: f"{100 * v:.1f}%"),
     Column("peak_mem_gb", "peak GiB", "{:.2f}"),
     Column("speedup", "x naive", "{:.1f}"),
+    Column("min_cos_vs_fp32", "cos fp32", "{:.4f}"),
 ]
+
+PARITY_PAGES = 4  # pages per size embedded again in fp32 for the parity column
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -690,6 +704,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if base is not None:
             r["speedup"] = r["pages_per_s"] / base["pages_per_s"]
             summary["speedup_vs_naive"][f"{r['task']}/{r['visual_tokens']}"] = r["speedup"]
+    cosines = [r["min_cos_vs_fp32"] for r in results if "min_cos_vs_fp32" in r]
+    if cosines:
+        summary["embed_min_cosine_vs_fp32"] = min(cosines)
+        summary["embed_parity_ok"] = min(cosines) >= 0.99  # issue 9: bf16 vs fp32 cosine >= 0.99
     check_2b = design_check(Dims.from_spec(CONFIGS["2b"]))
     summary["flops_check"] = {
         "config": args.config, **check,
@@ -711,6 +729,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "naive executes the lm_head at every position too: executed_tflops_per_page.",
         "MFU = achieved useful TFLOP/s / the card's dense bf16 peak (also for the fp32 naive loop).",
         "peak_mem_gb: torch.cuda.max_memory_allocated per row (weights included); peak_rss_mb is cumulative.",
+        f"cos fp32: smallest cosine between the shipped embeddings and an fp32 run of the same weights "
+        f"(first {PARITY_PAGES} pages per size); the target is >= 0.99.",
     ]
     payload = _common.result_payload(NAME, settings, results, summary=summary, skipped=skipped, notes=notes)
     path = _common.write_json(payload, args.out, NAME)

@@ -213,6 +213,21 @@ def test_gpu_throughput_cpu_smoke(gpu_throughput: ModuleType, tmp_path: Path) ->
     assert naive["executed_tflops_per_page"] > naive["tflops_per_page"]
     assert fast["executed_tflops_per_page"] == fast["tflops_per_page"]
     assert "embed/256" in data["summary"]["speedup_vs_naive"]
+    assert fast["min_cos_vs_fp32"] > 0.9999 and data["summary"]["embed_parity_ok"] is True
     check = data["summary"]["flops_check"]
     assert 0 < check["tflops_per_1024_token_page"] < check["2b_tflops_per_1024_token_page"]
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())  # checkpoint removed
+
+
+def test_gpu_throughput_bf16_parity_column(gpu_throughput: ModuleType, tmp_path: Path) -> None:
+    """The shipped dtype is compared with an fp32 run of the same weights (issue 9: cosine >= 0.99)."""
+    out = tmp_path / "gpu-bf16.json"
+    gpu_throughput.main([
+        "--device", "cpu", "--config", "small", "--pages", "1", "--sizes", "256", "--dtype", "bfloat16",
+        "--skip-naive", "--skip-rerank", "--work-dir", str(tmp_path / "work"), "--out", str(out),
+    ])
+    data = json.loads(out.read_text())
+    (row,) = data["results"]
+    assert row["impl"] == "umr" and row["dtype"] == "bfloat16"
+    assert 0.99 <= row["min_cos_vs_fp32"] < 1.0 - 1e-7  # bf16 really ran, and means the same
+    assert data["summary"]["embed_min_cosine_vs_fp32"] == row["min_cos_vs_fp32"]
