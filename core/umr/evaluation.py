@@ -100,17 +100,7 @@ def load_dataset(root: str | os.PathLike, split: str = "test") -> RetrievalDatas
         )
     corpus_rows = [_row_input(r, base, "corpus.jsonl") for r in _read_jsonl(base / "corpus.jsonl")]
     query_rows = [_row_input(r, base, "queries.jsonl") for r in _read_jsonl(base / "queries.jsonl")]
-    qrels: dict[str, dict[str, float]] = {}
-    with qrels_path.open("r", encoding="utf-8", newline="") as fh:
-        for n, rec in enumerate(csv.reader(fh, delimiter="\t"), start=1):
-            if not rec or (n == 1 and not _is_number(rec[-1])):
-                continue  # blank line or header
-            if len(rec) < 3:
-                raise ValueError(f"{qrels_path}: line {n} needs query-id, corpus-id and score separated by tabs")
-            qid, did, score = rec[0], rec[1], rec[-1]
-            if not _is_number(score):
-                raise ValueError(f"{qrels_path}: line {n}: score {score!r} is not a number")
-            qrels.setdefault(qid, {})[did] = float(score)
+    qrels = read_qrels(qrels_path)
     if not corpus_rows:
         raise ValueError(f"{base / 'corpus.jsonl'} is empty")
     query_ids = [q for q, _ in query_rows]
@@ -124,6 +114,36 @@ def load_dataset(root: str | os.PathLike, split: str = "test") -> RetrievalDatas
         queries=[query_rows[i][1] for i in keep],
         qrels=qrels,
     )
+
+
+def read_qrels(
+    path: Path, query_ids: set[str] | None = None, corpus_ids: set[str] | None = None
+) -> dict[str, dict[str, float]]:
+    """``qrels/<split>.tsv`` (query-id, corpus-id, score; a header line is skipped) as ``{qid: {did: score}}``.
+
+    With ``query_ids`` / ``corpus_ids`` given, a line naming an id outside them is an error (training);
+    without them unknown ids are kept (evaluation ignores them).
+    """
+    qrels: dict[str, dict[str, float]] = {}
+    with path.open("r", encoding="utf-8", newline="") as fh:
+        for n, rec in enumerate(csv.reader(fh, delimiter="\t"), start=1):
+            if not rec or (n == 1 and not _is_number(rec[-1])):
+                continue  # blank line or header
+            if len(rec) < 3:
+                raise ValueError(f"{path}: line {n} needs query-id, corpus-id and score separated by tabs")
+            qid, did, score = rec[0], rec[1], rec[-1]
+            if not _is_number(score):
+                raise ValueError(f"{path}: line {n}: score {score!r} is not a number")
+            if query_ids is not None and qid not in query_ids:
+                raise ValueError(
+                    f"{path}: line {n}: query id {qid!r} is not in queries.jsonl; add the query or drop the line"
+                )
+            if corpus_ids is not None and did not in corpus_ids:
+                raise ValueError(
+                    f"{path}: line {n}: corpus id {did!r} is not in corpus.jsonl; add the document or drop the line"
+                )
+            qrels.setdefault(qid, {})[did] = float(score)
+    return qrels
 
 
 def _is_number(s: str) -> bool:

@@ -15,7 +15,6 @@ judged non-relevant and become explicit negatives of that query.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import os
@@ -27,7 +26,7 @@ from typing import Any
 from PIL import Image
 
 from umr.errors import InputError
-from umr.evaluation import RetrievalDataset, _is_number, _read_jsonl, _row_input
+from umr.evaluation import RetrievalDataset, _read_jsonl, _row_input, read_qrels
 from umr.inputs import InputLike, MultimodalInput
 
 logger = logging.getLogger(__name__)
@@ -163,29 +162,6 @@ class TrainingData:
     notes: list[str] = field(default_factory=list)
 
 
-def _read_qrels(path: Path, query_ids: set[str], corpus_ids: set[str]) -> dict[str, dict[str, float]]:
-    qrels: dict[str, dict[str, float]] = {}
-    with path.open("r", encoding="utf-8", newline="") as fh:
-        for n, rec in enumerate(csv.reader(fh, delimiter="\t"), start=1):
-            if not rec or (n == 1 and not _is_number(rec[-1])):
-                continue
-            if len(rec) < 3:
-                raise ValueError(f"{path}: line {n} needs query-id, corpus-id and score separated by tabs")
-            qid, did, score = rec[0], rec[1], rec[-1]
-            if not _is_number(score):
-                raise ValueError(f"{path}: line {n}: score {score!r} is not a number")
-            if qid not in query_ids:
-                raise ValueError(
-                    f"{path}: line {n}: query id {qid!r} is not in queries.jsonl; add the query or drop the line"
-                )
-            if did not in corpus_ids:
-                raise ValueError(
-                    f"{path}: line {n}: corpus id {did!r} is not in corpus.jsonl; add the document or drop the line"
-                )
-            qrels.setdefault(qid, {})[did] = float(score)
-    return qrels
-
-
 def _held_out(qid: str, fraction: float) -> bool:
     digest = hashlib.sha256(qid.encode("utf-8", "surrogatepass")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
@@ -220,12 +196,12 @@ def load_training_data(root: str | os.PathLike, *, eval_fraction: float = 0.2) -
         raise ValueError(f"{base / 'corpus.jsonl'}: id {dup!r} appears more than once; ids must be unique")
     qset, cset = set(queries), set(cindex)
     if train_path.is_file() and test_path.is_file():
-        train_qrels = _read_qrels(train_path, qset, cset)
-        test_qrels = _read_qrels(test_path, qset, cset)
+        train_qrels = read_qrels(train_path, qset, cset)
+        test_qrels = read_qrels(test_path, qset, cset)
         note = "qrels/train.tsv trains, qrels/test.tsv evaluates"
     else:
         only = train_path if train_path.is_file() else test_path
-        all_qrels = _read_qrels(only, qset, cset)
+        all_qrels = read_qrels(only, qset, cset)
         test_qrels = {q: r for q, r in all_qrels.items() if _held_out(q, eval_fraction)}
         train_qrels = {q: r for q, r in all_qrels.items() if q not in test_qrels}
         note = (
