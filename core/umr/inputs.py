@@ -41,9 +41,45 @@ _MAX_PATH_LEN = 4096
 MAX_IMAGE_PIXELS = 180_000_000
 
 
-def _uri_to_path(uri: str) -> Path:
-    parsed = urlparse(uri)
-    return Path(unquote(parsed.path))
+def path_from_uri(value: str | os.PathLike) -> Path:
+    """The one parser of local image references: a ``file://`` URI (percent-decoded) or a plain path.
+
+    ``file:///tmp/my%20pages/p1.png`` and ``/tmp/my pages/p1.png`` give the same ``Path``. A URI with
+    another scheme (``http://``, ``data:``) is refused with ``InputError``: only local files are read.
+    Undecodable bytes in a percent-encoded name come back as surrogate escapes (``os.fsencode`` restores
+    them), so every name a filesystem can hold round-trips through ``path_to_uri``.
+    """
+    if isinstance(value, os.PathLike):
+        return Path(os.fspath(value))
+    if not isinstance(value, str):
+        raise TypeError(f"expected a path or a file:// URI, got {type(value).__name__}")
+    if value.startswith("file:"):
+        parsed = urlparse(value)
+        if parsed.netloc not in ("", "localhost"):
+            raise InputError(f"file URI {value!r} names host {parsed.netloc!r}; only local files are read")
+        return Path(unquote(parsed.path, errors="surrogateescape"))
+    scheme = urlparse(value).scheme
+    if len(scheme) > 1 and "://" in value:  # "C:\x" has a one-letter scheme: a Windows path, not a URI
+        raise InputError(f"{value[:80]!r} is a {scheme}:// URL; pass a local path or a file:// URI")
+    return Path(value)
+
+
+def path_to_uri(path: str | os.PathLike) -> str:
+    """The ``file://`` URI of a local path (made absolute), percent-encoded; inverse of ``path_from_uri``."""
+    return Path(os.path.abspath(os.fspath(path))).as_uri()
+
+
+#: what a caller may pass as ONE input (everything else iterable is a sequence of inputs)
+SINGLE_INPUT_TYPES: tuple[type, ...] = (str, bytes, bytearray, Mapping, os.PathLike)
+
+
+def is_single_input(value: Any) -> bool:
+    """True for one input (text, path, bytes, dict, ``MultimodalInput``, PIL image), False for a sequence."""
+    return isinstance(value, (*SINGLE_INPUT_TYPES, MultimodalInput, Image.Image))
+
+
+def _uri_to_path(uri: str) -> Path:  # kept for callers of the old private name
+    return path_from_uri(uri)
 
 
 def _looks_like_image_path(text: str) -> bool:
@@ -91,7 +127,7 @@ class MultimodalInput:
             return value
         if isinstance(value, str):
             if _looks_like_image_path(value):
-                path = _uri_to_path(value) if value.startswith("file://") else Path(value)
+                path = path_from_uri(value)
                 return cls(image=path)
             return cls(text=value)
         if isinstance(value, os.PathLike):
@@ -120,7 +156,7 @@ class MultimodalInput:
         if isinstance(image, bytearray):
             return bytes(image)
         if isinstance(image, str):
-            return _uri_to_path(image) if image.startswith("file://") else Path(image)
+            return path_from_uri(image)
         if isinstance(image, os.PathLike):
             return Path(os.fspath(image))
         raise TypeError(
@@ -201,8 +237,8 @@ def coerce_inputs(inputs: InputLike | Iterable[InputLike]) -> list[MultimodalInp
 
     A single ``str`` / image / dict is treated as one input, never as a sequence of characters.
     """
-    if isinstance(inputs, (str, bytes, bytearray, Image.Image, Mapping, MultimodalInput, os.PathLike)):
-        return [MultimodalInput.coerce(inputs)]
+    if is_single_input(inputs):
+        return [MultimodalInput.coerce(inputs)]  # type: ignore[arg-type]
     if not isinstance(inputs, Iterable):
         raise TypeError(f"cannot use {type(inputs).__name__} as umr inputs; accepted: {ACCEPTED}, or a list")
     out: list[MultimodalInput] = []
