@@ -25,3 +25,11 @@ class RemoteCodeError(UMRError, PermissionError):
 
 class RemoteServerError(UMRError, ConnectionError):
     """A model server (vLLM, SGLang) could not be reached, kept failing, or refused a request."""
+
+
+class LexicalIndexError(UMRError, RuntimeError):
+    """The lexical (BM25) index beside a collection cannot be opened or used as it is: rebuild it."""
+
+
+class QueryError(UMRError, ValueError):
+    """A search query cannot be answered as given (e.g. no searchable words for a lexical search)."""
