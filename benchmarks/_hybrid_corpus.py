@@ -336,6 +336,7 @@ class GeneratedPage:
     text: str
     concepts: dict[str, int]
     code: str  # appears on this page only
+    forms: dict[str, str] = field(default_factory=dict)  # the words each concept is written in here
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -420,14 +421,18 @@ def generate(n_pages: int, seed: int = 0, filler_words: int = 60) -> list[Genera
             "doc_type": kind,
             "year": year,
         }
-        pages.append(GeneratedPage(pid, kind, text, concepts, code, meta))
+        pages.append(GeneratedPage(pid, kind, text, concepts, code, f, meta))
     return pages
 
 
-def make_queries(pages: list[GeneratedPage], n: int, seed: int = 1) -> tuple[list[Query], list[Query]]:
+def make_queries(
+    pages: list[GeneratedPage], n: int, seed: int = 1, overlap: float = 0.5
+) -> tuple[list[Query], list[Query]]:
     """``n`` code queries and ``n`` descriptive queries over distinct random pages.
 
-    A descriptive query is only asked when its concept tuple belongs to one page (so it has one answer).
+    A descriptive query names its page's concepts, each in the page's own words with probability
+    ``overlap``, else in a synonym; it is only asked when its concept tuple belongs to one page (so it
+    has one answer).
     """
     rng = random.Random(seed)
     counts: dict[tuple[str, tuple[int, ...]], int] = {}
@@ -442,7 +447,10 @@ def make_queries(pages: list[GeneratedPage], n: int, seed: int = 1) -> tuple[lis
             break
         if counts[(p.kind, tuple(p.concepts.values()))] != 1:
             continue
-        f = {s: _form(rng, s, c) for s, c in p.concepts.items()}
+        f = {}
+        for slot, ci in p.concepts.items():
+            others = [x for x in CONCEPTS[slot][ci] if x != p.forms[slot]]
+            f[slot] = p.forms[slot] if rng.random() < overlap else rng.choice(others)
         desc.append(Query(rng.choice(QUERY_TEMPLATES[p.kind]).format(**f), p.id, "descriptive"))
     return codes, desc
 
@@ -478,6 +486,9 @@ STOPWORDS = frozenset(
 )
 
 
+_GENERIC = frozenset(FILLER)
+
+
 def _shape(token: str) -> str:
     return re.sub(r"[^\W\d_]", "a", re.sub(r"\d", "9", token))
 
@@ -492,16 +503,19 @@ class ConceptEmbedder:
     """A stand-in dense model: synonyms share a concept vector, numbers and codes are blurred to their shape.
 
     Deterministic, numpy only.  ``noise`` is the weight of a per-word vector added to each concept
-    vector (synonyms are close, not equal).
+    vector (synonyms are close, not equal); ``generic`` the weight of boilerplate words.
     """
 
-    def __init__(self, dim: int = 128, noise: float = 0.35, model_id: str = "umr/concept-embedder") -> None:
+    def __init__(
+        self, dim: int = 128, noise: float = 0.35, generic: float = 0.3, model_id: str = "umr/concept-embedder"
+    ) -> None:
         self.dim = dim
         self.noise = noise
+        self.generic = generic
         self.model_id = model_id
         self.max_pixels = 256 * 28 * 28
         self.recipe = _Recipe("concept", self.max_pixels)
-        self.fingerprint = hashlib.sha256(f"{model_id}|{dim}|{noise}".encode()).hexdigest()[:16]
+        self.fingerprint = hashlib.sha256(f"{model_id}|{dim}|{noise}|{generic}".encode()).hexdigest()[:16]
         self._concept_of: dict[str, str] = {}
         for slot, concepts in CONCEPTS.items():
             for ci, forms in enumerate(concepts):
@@ -523,9 +537,10 @@ class ConceptEmbedder:
             elif any(c.isdigit() for c in word):
                 v = self._hashed("shape:" + _shape(word))
             elif word in self._concept_of:
-                v = self._hashed("concept:" + self._concept_of[word]) + self.noise * self._hashed(
-                    "word:" + word
-                )
+                concept = self._hashed("concept:" + self._concept_of[word])
+                v = concept + self.noise * self._hashed("word:" + word)
+            elif word in _GENERIC:  # boilerplate words: a dense model attends to them less
+                v = self.generic * self._hashed("word:" + word)
             else:
                 v = self._hashed("word:" + word)
             self._cache[word] = v

@@ -164,6 +164,37 @@ def _metrics(ranked: Sequence[Sequence[str]], relevant: Sequence[dict[str, float
     return out
 
 
+EVAL_MODES = ("dense", "lexical", "hybrid")
+
+
+def _lexical_rankings(
+    corpus_ids: Sequence[str], corpus: Sequence[Any], queries: Sequence[Any], depth: int
+) -> list[list[tuple[str, float]]]:
+    """BM25 top ``depth`` of each query over the corpus texts (a temporary lexical index)."""
+    import tempfile
+
+    from umr.errors import QueryError
+    from umr.store.hybrid import query_text
+    from umr.store.lexical import LexicalIndex, LexicalRecord
+
+    with tempfile.TemporaryDirectory(prefix="umr-eval-lexical-") as tmp:
+        lex = LexicalIndex(tmp)
+        lex.upsert(LexicalRecord(cid, query_text(item) or "") for cid, item in zip(corpus_ids, corpus))
+        out: list[list[tuple[str, float]]] = []
+        unanswered = 0
+        for q in queries:
+            text = query_text(q)
+            try:
+                hits = lex.search(text, depth) if text is not None else []
+            except QueryError:
+                hits = []
+            unanswered += not hits
+            out.append([(h.id, h.score) for h in hits])
+    if unanswered:
+        logger.info("lexical: %d of %d queries matched no corpus text", unanswered, len(queries))
+    return out
+
+
 def evaluate(
     embedder: Any,
     dataset: RetrievalDataset | str | os.PathLike,
@@ -174,38 +205,96 @@ def evaluate(
     instruction: str | None = None,
     split: str = "test",
     on_progress: Callable[[str], None] | None = None,
+    modes: Sequence[str] = ("dense",),
+    fusion: str = "rrf",
+    fusion_depth: int | None = None,
+    weights: Sequence[float] = (1.0, 1.0),
 ) -> dict[str, Any]:
     """Exact (brute-force) retrieval over the corpus, scored with Recall@k, nDCG@k and MRR.
 
-    With a ``reranker`` the top ``rerank_depth`` candidates of each query are re-scored and the
-    metrics are reported a second time under ``"reranked"``.
+    ``modes``: any of ``dense`` (the embedder), ``lexical`` (BM25 over the corpus texts) and ``hybrid``
+    (both fused with ``fusion`` over ``fusion_depth`` candidates a side, as ``ChromaStore.search``
+    does), each scored on the same qrels under ``result["modes"][mode]``; ``result["retrieval"]`` is
+    the first mode's.  With a ``reranker`` the first mode's top ``rerank_depth`` candidates of each
+    query are re-scored (after fusion) and the metrics are reported a second time under ``"reranked"``.
     """
+    from umr.ranking import hybrid_fusion
+    from umr.store.hybrid import SearchOptions
+
+    modes = list(dict.fromkeys(modes))
+    bad = [m for m in modes if m not in EVAL_MODES]
+    if bad or not modes:
+        raise ValueError(
+            f"evaluation modes {bad or modes!r} are unknown; choose from {', '.join(EVAL_MODES)}"
+        )
+    options = SearchOptions(mode="hybrid", fusion=fusion, depth=fusion_depth, weights=tuple(weights))  # type: ignore[arg-type]
     ds = dataset if isinstance(dataset, RetrievalDataset) else load_dataset(dataset, split)
-    if on_progress:
-        on_progress(f"embedding {len(ds.corpus)} corpus items")
-    doc_vecs = np.asarray(embedder.embed_documents(ds.corpus), dtype=np.float32)
-    if on_progress:
-        on_progress(f"embedding {len(ds.queries)} queries")
-    q_vecs = np.asarray(embedder.embed_queries(ds.queries, instruction=instruction), dtype=np.float32)
-    scores = q_vecs @ doc_vecs.T
-    order = np.argsort(-scores, axis=1, kind="stable")
     depth = max(max(ks), rerank_depth)
-    ranked = [[ds.corpus_ids[j] for j in row[:depth]] for row in order]
+    need_dense = "dense" in modes or "hybrid" in modes
+    need_lexical = "lexical" in modes or "hybrid" in modes
+    dense_ranked: list[list[tuple[str, float]]] = []
+    if need_dense:
+        if on_progress:
+            on_progress(f"embedding {len(ds.corpus)} corpus items")
+        doc_vecs = np.asarray(embedder.embed_documents(ds.corpus), dtype=np.float32)
+        if on_progress:
+            on_progress(f"embedding {len(ds.queries)} queries")
+        q_vecs = np.asarray(embedder.embed_queries(ds.queries, instruction=instruction), dtype=np.float32)
+        scores = q_vecs @ doc_vecs.T
+        order = np.argsort(-scores, axis=1, kind="stable")
+        side = max(depth, options.depth_for(depth))
+        dense_ranked = [
+            [(ds.corpus_ids[j], float(scores[qi, j])) for j in row[:side]] for qi, row in enumerate(order)
+        ]
+    lexical_ranked: list[list[tuple[str, float]]] = []
+    if need_lexical:
+        if on_progress:
+            on_progress(f"lexical index of {len(ds.corpus)} corpus texts")
+        lexical_ranked = _lexical_rankings(
+            ds.corpus_ids, ds.corpus, ds.queries, max(depth, options.depth_for(depth))
+        )
+    ranked_by_mode: dict[str, list[list[str]]] = {}
+    for mode in modes:
+        if mode == "dense":
+            ranked_by_mode[mode] = [[i for i, _ in r[:depth]] for r in dense_ranked]
+        elif mode == "lexical":
+            ranked_by_mode[mode] = [[i for i, _ in r[:depth]] for r in lexical_ranked]
+        else:
+            side = options.depth_for(depth)
+            ranked_by_mode[mode] = [
+                [
+                    i
+                    for i, _ in hybrid_fusion(
+                        d[:side], lx[:side], method=fusion, weights=options.weights, k=options.rrf_k
+                    )[:depth]
+                ]
+                for d, lx in zip(dense_ranked, lexical_ranked)
+            ]
     relevant = [ds.qrels.get(q, {}) for q in ds.query_ids]
+    by_mode = {mode: _metrics(r, relevant, ks) for mode, r in ranked_by_mode.items()}
     result: dict[str, Any] = {
         "queries": len(ds.queries),
         "corpus": len(ds.corpus),
-        "retrieval": _metrics(ranked, relevant, ks),
+        "mode": modes[0],
+        "retrieval": by_mode[modes[0]],
+        "modes": by_mode,
     }
+    if "hybrid" in modes:
+        result["fusion"] = {
+            "method": fusion,
+            "depth": options.depth_for(depth),
+            "weights": list(options.weights),
+        }
     if reranker is not None:
+        position = {cid: j for j, cid in enumerate(ds.corpus_ids)}
         reranked: list[list[str]] = []
-        for qi, row in enumerate(order):
-            top = [int(j) for j in row[:rerank_depth]]
+        for qi, ranked in enumerate(ranked_by_mode[modes[0]]):
+            top = [position[cid] for cid in ranked[:rerank_depth]]
             if on_progress and qi % 10 == 0:
-                on_progress(f"reranking query {qi + 1}/{len(order)}")
+                on_progress(f"reranking query {qi + 1}/{len(ds.queries)}")
             pairs = reranker.rerank(ds.queries[qi], [ds.corpus[j] for j in top])
             new = [ds.corpus_ids[top[i]] for i, _ in pairs]
-            reranked.append(new + ranked[qi][len(new):])
+            reranked.append(new + ranked[len(new) :])
         result["reranked"] = _metrics(reranked, relevant, ks)
         result["rerank_depth"] = rerank_depth
     return result

@@ -140,29 +140,88 @@ def reciprocal_rank_fusion(
     return [items[i] for i in order]
 
 
-def min_max(scores: Mapping[K, float]) -> dict[K, float]:
-    """Scores scaled to [0, 1] (all equal scores map to 1.0), for weighted score fusion."""
+def min_max(scores: Mapping[K, float], lower_bound: float | None = None) -> dict[K, float]:
+    """Scores scaled to [0, 1] (all equal scores map to 1.0), for weighted score fusion.
+
+    ``lower_bound``: scale from this floor instead of the observed minimum ("theoretical min-max",
+    e.g. -1 for cosine similarity, 0 for BM25), so a list of near-equal scores stays near-equal
+    instead of being stretched over [0, 1]; values below the floor map to 0.
+    """
     if not scores:
         return {}
-    lo, hi = min(scores.values()), max(scores.values())
+    hi = max(scores.values())
+    lo = min(scores.values()) if lower_bound is None else finite_number("lower_bound", lower_bound)
     if hi - lo <= 0:
         return dict.fromkeys(scores, 1.0)
-    return {key: (v - lo) / (hi - lo) for key, v in scores.items()}
+    return {key: max(0.0, (v - lo) / (hi - lo)) for key, v in scores.items()}
 
 
 def weighted_score_fusion(
-    score_maps: Sequence[Mapping[K, float]], weights: Sequence[float]
+    score_maps: Sequence[Mapping[K, float]],
+    weights: Sequence[float],
+    *,
+    lower_bounds: Sequence[float | None] | None = None,
 ) -> list[tuple[K, float]]:
-    """``sum_i w_i * minmax_i(score)`` over the ids of all maps (a missing id gets 0 from that map)."""
+    """``sum_i w_i * minmax_i(score)`` over the ids of all maps (a missing id gets 0 from that map).
+
+    ``lower_bounds``: one floor per map for :func:`min_max` (``None``: the observed minimum).
+    Ties keep the order of first appearance (map by map).
+    """
     w = finite_scores("weights", weights)
     if len(w) != len(score_maps):
         raise ValueError(f"{len(score_maps)} score lists but {len(w)} weights; pass one weight per list")
+    bounds = [None] * len(score_maps) if lower_bounds is None else list(lower_bounds)
+    if len(bounds) != len(score_maps):
+        raise ValueError(f"{len(score_maps)} score lists but {len(bounds)} lower bounds; pass one per list")
     total: dict[K, float] = {}
-    for mapping, weight in zip(score_maps, w):
-        for key, v in min_max(mapping).items():
+    for mapping, weight, bound in zip(score_maps, w, bounds):
+        for key, v in min_max(mapping, bound).items():
             total[key] = total.get(key, 0.0) + weight * v
         for key in mapping:
             total.setdefault(key, 0.0)
     items = list(total.items())
     order = sorted(range(len(items)), key=lambda i: -items[i][1])
     return [items[i] for i in order]
+
+
+#: the fusion methods of :func:`hybrid_fusion`
+FUSION_METHODS = ("rrf", "weighted")
+#: the floors of the two score scales in weighted fusion: cosine similarity, BM25
+DENSE_FLOOR, LEXICAL_FLOOR = -1.0, 0.0
+
+
+def hybrid_fusion(
+    dense: Sequence[tuple[K, float]],
+    lexical: Sequence[tuple[K, float]],
+    *,
+    method: str = "rrf",
+    weights: Sequence[float] = (1.0, 1.0),
+    k: int = RRF_K,
+) -> list[tuple[K, float]]:
+    """Fuse a dense and a lexical result list (``(id, score)`` best first) into one, best first.
+
+    ``method="rrf"``: reciprocal rank fusion, ``sum w / (k + rank)`` (scores ignored, only ranks).
+    ``method="weighted"``: ``w_dense * cos' + w_lexical * bm25'``, each scaled to [0, 1] from its
+    theoretical floor (cosine -1, BM25 0) to its list's best, so near-equal scores stay near-equal.
+    ``weights`` are ``(dense, lexical)``.  Ties go to the lexical list's order: when a query names a
+    code, the page that carries it is the lexical side's first hit.
+    """
+    if method not in FUSION_METHODS:
+        raise ValueError(f"fusion method {method!r} is unknown; choose one of {', '.join(FUSION_METHODS)}")
+    w = finite_scores("weights", weights)
+    if len(w) != 2 or any(x < 0 for x in w) or not any(w):
+        raise ValueError(
+            f"weights must be two non-negative numbers (dense, lexical), not both 0; got {weights!r}"
+        )
+    if method == "rrf":
+        return reciprocal_rank_fusion(
+            [[key for key, _ in lexical], [key for key, _ in dense]], k=k, weights=[w[1], w[0]]
+        )
+    lex_map: dict[K, float] = {}
+    dense_map: dict[K, float] = {}
+    for target, ranked in ((lex_map, lexical), (dense_map, dense)):
+        for key, score in ranked:
+            target.setdefault(key, finite_number("score", score))  # a repeated id counts at its best rank
+    return weighted_score_fusion(
+        [lex_map, dense_map], [w[1], w[0]], lower_bounds=[LEXICAL_FLOOR, DENSE_FLOOR]
+    )

@@ -10,13 +10,20 @@ from umr.documents import FileError, safe_display
 
 @dataclass(frozen=True)
 class SearchHit:
-    """One search result.  ``score`` is the cosine similarity (``1 - distance``)."""
+    """One search result.
+
+    ``score`` ranks the hits: the cosine similarity (``1 - distance``) in dense mode, the BM25 score in
+    lexical mode, the fused score in hybrid mode.  ``dense_score`` / ``lexical_score``: each side's own
+    score (``None`` when the hit did not come from that side).
+    """
 
     id: str
     score: float
     metadata: dict[str, Any]
     document: str
     image_uri: str
+    dense_score: float | None = None
+    lexical_score: float | None = None
 
     @property
     def source(self) -> str:

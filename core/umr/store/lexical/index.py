@@ -467,17 +467,24 @@ class LexicalIndex:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
         s = self._searcher()
-        terms = self.query_terms(query, s)
-        t = self._t
-        should = [
-            (t.Occur.Should, t.Query.term_query(self._schema, "text", x, index_option="freq")) for x in terms
-        ]
-        q = t.Query.boolean_query(should)
         pre, _ = self._filters.translate(where)
-        if pre is not None:
-            q = t.Query.boolean_query(
-                [(t.Occur.Must, q), (t.Occur.Must, t.Query.const_score_query(pre, 0.0))]
-            )
+        return self._run(s, self.query_terms(query, s), k, pre)
+
+    def score(self, query: str, ids: Sequence[str]) -> dict[str, float]:
+        """BM25 scores of ``query`` for the given records (those that match at least one term)."""
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return {}
+        s = self._searcher()
+        only = self._t.Query.term_set_query(self._schema, "id", ids)
+        return {h.id: h.score for h in self._run(s, self.query_terms(query, s), len(ids), only)}
+
+    def _run(self, s: Any, terms: list[str], k: int, restrict: Any | None) -> list[LexicalHit]:
+        t = self._t
+        should = [(t.Occur.Should, t.Query.term_query(self._schema, "text", x, index_option="freq")) for x in terms]
+        q = t.Query.boolean_query(should)
+        if restrict is not None:  # a filter that does not change the BM25 scores
+            q = t.Query.boolean_query([(t.Occur.Must, q), (t.Occur.Must, t.Query.const_score_query(restrict, 0.0))])
         res = s.search(q, k, count=False)
         return [LexicalHit(s.doc(addr)["id"][0], float(score)) for score, addr in res.hits]
 
