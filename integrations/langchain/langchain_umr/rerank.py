@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_vali
 from typing_extensions import Self
 
 from langchain_umr._convert import DEFAULT_IMAGE_KEYS, as_plain_mapping, document_to_input
+from umr.ranking import rerank_order
 from umr.recipes import get_rerank_recipe
 
 if TYPE_CHECKING:
@@ -135,10 +136,8 @@ class UMRReranker(BaseDocumentCompressor):
         """The ``top_n`` best documents for ``query``, best first, each a copy carrying its score."""
         docs = list(documents)
         scores = self.score_documents(query, docs)
-        keys = scores
+        first: list[float] | None = None
         if self.fuse_weight is not None:
-            from umr.reranker import fuse
-
             missing = [
                 i
                 for i, d in enumerate(docs)
@@ -149,13 +148,13 @@ class UMRReranker(BaseDocumentCompressor):
                     f"fuse_weight needs a numeric metadata[{self.first_stage_key!r}] on every document; "
                     f"document #{missing[0]} has none (retrieve with UMRRetriever, or set first_stage_key)"
                 )
-            keys = fuse([d.metadata[self.first_stage_key] for d in docs], scores, self.fuse_weight)
-        order = sorted(range(len(docs)), key=lambda i: -keys[i])[: self.top_n]
+            first = [d.metadata[self.first_stage_key] for d in docs]
+        order = rerank_order(first, scores, fuse_weight=self.fuse_weight, top_n=self.top_n)
         out = []
-        for i in order:
+        for i, key in order:
             meta = as_plain_mapping(docs[i].metadata)
             meta[self.score_key] = scores[i]
             if self.fuse_weight is not None:
-                meta["fused_score"] = keys[i]
+                meta["fused_score"] = key
             out.append(docs[i].model_copy(update={"metadata": meta}))
         return out

@@ -14,6 +14,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 from llama_index.embeddings.umr.convert import image_from_location, node_input
 
 from umr.inputs import MultimodalInput
+from umr.ranking import rerank_order
 from umr.recipes import DEFAULT_RERANKER
 
 logger = logging.getLogger(__name__)
@@ -183,8 +184,6 @@ class UMRRerank(BaseNodePostprocessor):
         if self.fuse_weight is None:
             ranked = self._reranker.rerank(query, inputs, top_n=top_n, instruction=self.instruction, **options)
             return [self._rescored(candidates[int(i)], float(score)) for i, score in ranked]
-        import umr
-
         missing = [c.node.node_id for c in candidates if c.score is None]
         if missing:
             raise ValueError(
@@ -192,9 +191,9 @@ class UMRRerank(BaseNodePostprocessor):
                 "Unset fuse_weight or score the nodes first."
             )
         scores = self._reranker.score(query, inputs, self.instruction, **options)
-        fused = umr.fuse([float(c.score) for c in candidates], scores, self.fuse_weight)
-        order = sorted(range(len(candidates)), key=lambda i: -fused[i])[:top_n]
-        return [self._rescored(candidates[i], fused[i], rerank_score=scores[i]) for i in order]
+        first = [float(c.score) for c in candidates if c.score is not None]
+        order = rerank_order(first, scores, fuse_weight=self.fuse_weight, top_n=top_n)
+        return [self._rescored(candidates[i], fused, rerank_score=scores[i]) for i, fused in order]
 
     def _rescored(self, item: NodeWithScore, score: float, rerank_score: float | None = None) -> NodeWithScore:
         node = item.node
