@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_vali
 from typing_extensions import Self
 
 from langchain_umr._convert import DEFAULT_IMAGE_KEYS, as_plain_mapping, document_to_input
+from umr.confine import PathPolicy
 from umr.ranking import rerank_order
 from umr.recipes import get_rerank_recipe
 
@@ -45,6 +46,11 @@ class UMRReranker(BaseDocumentCompressor):
     """Candidate content: ``auto`` = the image when the document has one, else its text; ``fused`` = both."""
     image_keys: tuple[str, ...] = DEFAULT_IMAGE_KEYS
     """Metadata keys tried, in order, for the document's image path or ``file://`` URI."""
+    allowed_roots: list[str] | None = None
+    """Folders whose image files may be read when a document's metadata names one (paths from a
+    retriever or an agent are untrusted). ``None``: the page-image folders of the ``ChromaStore`` objects
+    opened in this process. A path elsewhere (symlinks resolved first), a device, FIFO or ``/proc`` file
+    raises ``umr.confine.PathNotAllowedError`` without saying whether it exists."""
     score_key: str = "relevance_score"
     """Metadata key the rerank score (in [0, 1]) is written to."""
     fuse_weight: float | None = Field(default=None, ge=0)
@@ -75,6 +81,15 @@ class UMRReranker(BaseDocumentCompressor):
     @classmethod
     def _model_to_str(cls, value: Any) -> Any:
         return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _roots_to_list(cls, value: Any) -> Any:
+        if isinstance(value, (str, os.PathLike)):
+            value = [value]
+        if isinstance(value, (list, tuple)):
+            return [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+        return value
 
     @field_validator("recipe")
     @classmethod
@@ -118,9 +133,14 @@ class UMRReranker(BaseDocumentCompressor):
                 self._loaded = Reranker.from_pretrained(*args, **kwargs)
             return self._loaded
 
+    def path_policy(self) -> PathPolicy:
+        """The ``umr.confine.PathPolicy`` that image paths from document metadata are read through."""
+        return PathPolicy(self.allowed_roots)
+
     def score_documents(self, query: Any, documents: Sequence[Document]) -> list[float]:
         """Rerank score of each document for ``query`` (text, or any umr input), in input order."""
-        candidates = [document_to_input(d, self.mode, self.image_keys) for d in documents]
+        policy = self.path_policy()
+        candidates = [document_to_input(d, self.mode, self.image_keys, policy) for d in documents]
         if not candidates:
             return []
         kwargs = {

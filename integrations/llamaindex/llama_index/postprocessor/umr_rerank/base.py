@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -13,6 +14,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 from llama_index.embeddings.umr.convert import image_from_location, node_input
 
+from umr.confine import PathPolicy
 from umr.inputs import MultimodalInput
 from umr.ranking import rerank_order
 from umr.recipes import DEFAULT_RERANKER
@@ -46,6 +48,14 @@ class UMRRerank(BaseNodePostprocessor):
     include_image_text: bool = Field(
         default=False,
         description="Judge image nodes on image + node text (default: image only; a page image shows its text).",
+    )
+    allowed_roots: list[str] | None = Field(
+        default=None,
+        description=(
+            "Folders whose image files may be read for image nodes (node paths are untrusted). None: the "
+            "page-image folders of the ChromaStores opened in this process. Elsewhere (symlinks resolved "
+            "first), devices, FIFOs and /proc raise umr.confine.PathNotAllowedError."
+        ),
     )
     score_key: str = Field(
         default="retrieval_score", description="Metadata key that keeps the first-stage score."
@@ -89,6 +99,11 @@ class UMRRerank(BaseNodePostprocessor):
             if model is not None and model != model_name:
                 raise ValueError(f"model={model!r} and model_name={model_name!r} disagree; pass one")
             model = model_name
+        roots = kwargs.get("allowed_roots")
+        if isinstance(roots, (str, os.PathLike)):
+            roots = [roots]
+        if roots is not None:
+            kwargs["allowed_roots"] = [os.fspath(r) for r in roots]
         for key in ("device", "dtype"):  # torch.device / torch.dtype are welcome; stored as text
             if kwargs.get(key) is not None and not isinstance(kwargs[key], str):
                 kwargs[key] = str(kwargs[key])
@@ -167,7 +182,8 @@ class UMRRerank(BaseNodePostprocessor):
                 EventPayload.TOP_K: top_n,
             },
         ) as event:
-            inputs = [node_input(c.node, self.include_image_text) for c in candidates]
+            policy = PathPolicy(self.allowed_roots)
+            inputs = [node_input(c.node, self.include_image_text, policy) for c in candidates]
             out = self._rank(query, candidates, inputs, top_n)
             event.on_end(payload={EventPayload.NODES: out})
         dispatcher.event(ReRankEndEvent(nodes=out))
