@@ -12,6 +12,7 @@ from typing import Any
 from langchain_core.documents import Document
 
 from umr.confine import PathPolicy
+from umr.errors import reject_unknown
 from umr.inputs import MultimodalInput, path_from_uri
 
 #: metadata keys that may hold the image of a document, in the order they are tried
@@ -157,3 +158,24 @@ def query_input(query: Any, image: Any = None) -> MultimodalInput:
 def as_plain_mapping(value: Any) -> dict[str, Any]:
     """A plain dict copy of a mapping (metadata from stores may be read-only mappings)."""
     return dict(value) if isinstance(value, Mapping) else {}
+
+
+def known_kwargs(cls: type, data: Any, aliases: Mapping[str, str] | None = None) -> Any:
+    """Check the keyword arguments of a pydantic adapter class before validation.
+
+    ``aliases`` maps another accepted spelling to its field (``model_name`` -> ``model``, the LlamaIndex
+    spelling); an unknown keyword raises ``TypeError`` naming the valid ones, never silently ignored.
+    """
+    if not isinstance(data, Mapping):
+        return data
+    out = dict(data)
+    for alias, field in (aliases or {}).items():
+        if alias in out:
+            value = out.pop(alias)
+            if field in out and out[field] != value:
+                raise ValueError(f"{field}={out[field]!r} and {alias}={value!r} disagree; pass one")
+            out[field] = value
+    fields = getattr(cls, "model_fields", {})
+    valid = {*fields, *(f.alias for f in fields.values() if getattr(f, "alias", None)), *(aliases or {})}
+    reject_unknown(cls.__name__, out, valid)
+    return out

@@ -12,7 +12,7 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from typing_extensions import Self
 
-from langchain_umr._convert import DEFAULT_IMAGE_KEYS, as_plain_mapping, document_to_input
+from langchain_umr._convert import DEFAULT_IMAGE_KEYS, as_plain_mapping, document_to_input, known_kwargs
 from umr.confine import PathPolicy
 from umr.ranking import rerank_order
 from umr.recipes import get_rerank_recipe
@@ -73,6 +73,11 @@ class UMRReranker(BaseDocumentCompressor):
     """Pixel budget of one image; ``None``: the recipe's."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), arbitrary_types_allowed=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_kwargs(cls, data: Any) -> Any:
+        return known_kwargs(cls, data, {"model_name": "model"})
 
     _loaded: Reranker | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)

@@ -15,6 +15,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 from llama_index.embeddings.umr.convert import image_from_location, node_input
 
 from umr.confine import PathPolicy
+from umr.errors import reject_unknown
 from umr.inputs import MultimodalInput
 from umr.ranking import rerank_order
 from umr.recipes import DEFAULT_RERANKER
@@ -99,6 +100,7 @@ class UMRRerank(BaseNodePostprocessor):
             if model is not None and model != model_name:
                 raise ValueError(f"model={model!r} and model_name={model_name!r} disagree; pass one")
             model = model_name
+        reject_unknown("UMRRerank", kwargs, [*type(self).model_fields, "model_name", "reranker"])
         roots = kwargs.get("allowed_roots")
         if isinstance(roots, (str, os.PathLike)):
             roots = [roots]
