@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
+from umr.confine import register_root
 from umr.documents import (
     DEFAULT_MEMORY_LIMIT,
     DEFAULT_TIMEOUT,
@@ -179,6 +180,8 @@ class ChromaStore:
             self.image_dir = None
         if self.image_dir is not None:
             self.image_dir.mkdir(parents=True, exist_ok=True)
+            # page images named by this store may be read by rerankers and tools (umr.confine)
+            register_root(self.image_dir)
         fingerprint = str(getattr(embedder, "fingerprint", "") or f"{self.model_id}|{self.dim}")
         self.fingerprint = fingerprint
         self.settings_key = hashlib.sha256(
