@@ -19,6 +19,7 @@ from .index import (
     SyncReport,
     records_from_chroma,
 )
+from .mirror import LexicalMirror, chroma_ids, chroma_records
 from .tokens import query_groups, tokenize
 
 __all__ = [
@@ -26,9 +27,12 @@ __all__ = [
     "LexicalConfig",
     "LexicalHit",
     "LexicalIndex",
+    "LexicalMirror",
     "LexicalRecord",
     "LexicalWriter",
     "SyncReport",
+    "chroma_ids",
+    "chroma_records",
     "encode_value",
     "metadata_terms",
     "query_groups",

@@ -121,8 +121,10 @@ class LexicalWriter:
     """Stages upserts and deletes; they become visible at the next commit (the session's end, or every
     ``commit_every`` seconds while it runs).  Get one from :meth:`LexicalIndex.writer`."""
 
-    def __init__(self, index: LexicalIndex, commit_every: float) -> None:
+    def __init__(self, index: LexicalIndex, commit_every: float, recovering: bool = False) -> None:
         self._index = index
+        #: the previous session did not end cleanly (a killed run): compare with Chroma before trusting it
+        self.recovering = recovering
         self._writer = index._tantivy_index.writer(heap_size=64_000_000, num_threads=1)
         self._commit_every = commit_every
         self._last_commit = time.monotonic()
@@ -299,6 +301,11 @@ class LexicalIndex:
 
     # ------------------------------------------------------------------ state
     @property
+    def in_session(self) -> bool:
+        """True while this object has a write session open."""
+        return self._session is not None
+
+    @property
     def needs_repair(self) -> bool:
         """True when a write session did not end cleanly (a killed run): compare with Chroma (:meth:`sync`)."""
         return self._pending_path.exists()
@@ -357,12 +364,13 @@ class LexicalIndex:
             yield self._session
             return
         with self._file_lock():
+            recovering = self._pending_path.exists()
             fd = os.open(self._pending_path, os.O_CREAT | os.O_WRONLY, 0o644)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            session = LexicalWriter(self, self.commit_every)
+            session = LexicalWriter(self, self.commit_every, recovering)
             self._session = session
             clean = False
             try:
