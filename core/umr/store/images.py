@@ -18,6 +18,7 @@ from typing import Any
 
 from PIL import Image
 
+from umr.confine import register_root
 from umr.documents import safe_display
 
 logger = logging.getLogger(__name__)
@@ -27,11 +28,13 @@ ImageData = Image.Image | bytes
 
 
 class PageImages:
-    """PNG files by record id under ``root`` (created if missing)."""
+    """PNG files by record id under ``root`` (created if missing).  ``root`` is registered with
+    :func:`umr.confine.register_root`: rerankers and tools may read the images this store names."""
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(os.fsdecode(root))
         self.root.mkdir(parents=True, exist_ok=True)
+        register_root(self.root)
 
     def path(self, item_id: str) -> Path:
         """Where the image of ``item_id`` is (or would be) stored."""
