@@ -6,8 +6,9 @@ Layout of a dataset folder (the BEIR layout ViDoRe also uses)::
     queries.jsonl       {"_id": "q1", "text": "...", "image": "optional/query.png"}
     qrels/test.tsv      query-id <TAB> corpus-id <TAB> score   (a header line is allowed)
 
-Image columns (``image``, ``image_path``, ``page_image``) are file paths relative to the dataset folder
-(absolute paths and ``file://`` URIs work too). A row with both text and image is a fused input.
+Image columns (``image``, ``image_path``, ``page_image``, ``image_uri``) are file paths relative to the
+dataset folder; absolute paths and ``file://`` URIs (percent-encoded, as ``Path.as_uri`` writes them) work
+too. A row with both text and image is a fused input.
 """
 
 from __future__ import annotations
