@@ -195,13 +195,14 @@ class ChromaStore:
         added to every page.  ``progress(report, record)`` is called after each batch written
         (record ``None``) and each file finished or failed.
         """
+        extra = scalar_metadata(metadata, "add_files")  # refused before anything is rendered
         return self.indexer.index(
             paths,
             embed=self._embed,
             pool=self._render_pool(),
             batch_size=self.batch_size,
             max_image_pixels=self.max_image_pixels,
-            metadata=scalar_metadata(metadata, "add_files"),
+            metadata=extra,
             progress=progress,
         )
 
