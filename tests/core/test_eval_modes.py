@@ -34,10 +34,9 @@ class _ContainsReranker:
     def __init__(self) -> None:
         self.seen: list[list[str]] = []
 
-    def rerank(self, query: str, candidates: list[str]) -> list[tuple[int, float]]:
+    def score(self, query: str, candidates: list[str]) -> list[float]:
         self.seen.append(list(candidates))
-        scores = [float(query.casefold() in c.casefold()) for c in candidates]
-        return sorted(enumerate(scores), key=lambda p: -p[1])
+        return [float(query.casefold() in c.casefold()) for c in candidates]
 
 
 def test_modes_side_by_side(tmp_path: Path) -> None:
