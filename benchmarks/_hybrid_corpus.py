@@ -416,8 +416,7 @@ def generate(n_pages: int, seed: int = 0, filler_words: int = 60) -> list[Genera
         pid = hashlib.sha256(f"{seed}|{i}".encode()).hexdigest()[:24]
         meta = {
             "source": f"/corpus/{kind}s/{i // 10:05d}.pdf",
-            "page": i % 10 + 1,
-            "kind": "pdf",
+            "section": i % 10 + 1,
             "doc_type": kind,
             "year": year,
         }

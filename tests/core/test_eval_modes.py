@@ -49,7 +49,7 @@ def test_modes_side_by_side(tmp_path: Path) -> None:
     assert modes["lexical"]["recall@1"] == pytest.approx(20 / n)  # every code query; the emoji one has none
     assert modes["hybrid"]["recall@1"] == pytest.approx(20 / n)
     assert modes["dense"]["recall@1"] < 0.3  # a hash embedder cannot read codes
-    assert result["fusion"] == {"method": "rrf", "depth": 30, "weights": [1.0, 1.0]}
+    assert result["fusion"] == {"method": "rrf", "depth": 20, "weights": [1.0, 1.0]}
 
 
 def test_reranker_runs_on_the_fused_list(tmp_path: Path) -> None:

@@ -121,7 +121,7 @@ def test_search_options_are_validated() -> None:
         SearchOptions(depth=0)
     with pytest.raises(ValueError, match="weights"):
         SearchOptions(weights=(0.0, 0.0))
-    assert SearchOptions(depth=7).depth_for(20) == 20 and SearchOptions().depth_for(5) == 30
+    assert SearchOptions(depth=7).depth_for(20) == 20 and SearchOptions().depth_for(5) == 10 and SearchOptions().depth_for(25) == 25
 
 
 def test_lexical_modes_need_the_index(setup: Any) -> None:

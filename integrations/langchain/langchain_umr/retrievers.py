@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -39,7 +39,12 @@ class UMRRetriever(BaseRetriever):
     >>> UMRRetriever.from_vectorstore(Chroma(embedding_function=UMREmbeddings()))     # doctest: +SKIP
 
     Each ``Document`` carries the store's metadata (``source``, ``page``, ``image_uri`` of the rendered
-    page...) plus ``score``, the cosine similarity to the query. ``invoke`` takes ``k``, ``where``,
+    page...) plus ``score``: the cosine similarity to the query in ``mode="dense"`` (the default), the
+    BM25 score in ``"lexical"``, the fused score in ``"hybrid"`` (then ``dense_score`` and
+    ``lexical_score`` too, for the sides that found the hit). Lexical and hybrid modes need ``store=``::
+
+        UMRRetriever(store=store, mode="hybrid", fusion="rrf", depth=50)  # doctest: +SKIP
+ ``invoke`` takes ``k``, ``where``,
     ``image`` (an image path, ``file://`` URI, PIL image or bytes fused with the text; an empty text
     makes an image-only query) and ``instruction`` as keyword arguments.
     """
@@ -56,6 +61,13 @@ class UMRRetriever(BaseRetriever):
     """Chroma full-text filter on the stored text (``ChromaStore`` only)."""
     query_instruction: str | None = None
     """Query-side task instruction; ``None``: the embedder's own."""
+    mode: Literal["dense", "lexical", "hybrid"] = "dense"
+    """``dense``: embeddings; ``lexical``: BM25 over the stored text (exact codes, names, numbers);
+    ``hybrid``: both, fused (``ChromaStore`` only for lexical and hybrid)."""
+    fusion: Literal["rrf", "weighted"] = "rrf"
+    """How hybrid mode fuses the two lists: reciprocal rank fusion (k=60) or weighted scaled scores."""
+    depth: int | None = Field(default=None, gt=0)
+    """Candidates taken from each side before fusion; ``None``: the store's default (at least ``k``)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
@@ -80,6 +92,8 @@ class UMRRetriever(BaseRetriever):
             )
         if self.where_document is not None and self.store is None:
             raise ValueError("where_document works with store= only; use where= with a vector store")
+        if self.mode != "dense" and self.store is None:
+            raise ValueError(f"mode={self.mode!r} works with store= (a umr.store.ChromaStore) only")
         return self
 
     @classmethod
@@ -119,13 +133,21 @@ class UMRRetriever(BaseRetriever):
     ) -> list[Document]:
         parts = {"text": item.text, "image": item.image, "instruction": item.instruction}
         query = {key: value for key, value in parts.items() if value is not None}  # never re-read as a path
+        ranking: dict[str, Any] = {}
+        if self.mode != "dense":
+            ranking = {"mode": self.mode, "fusion": self.fusion, "depth": self.depth}
         hits = self.store.search(
-            query, k=k, where=where, where_document=self.where_document, instruction=instruction
+            query, k=k, where=where, where_document=self.where_document, instruction=instruction, **ranking
         )
         docs = []
         for hit in hits:
             meta = as_plain_mapping(hit.metadata)
             meta.update(id=hit.id, image_uri=hit.image_uri, **{SCORE_KEY: float(hit.score)})
+            if self.mode == "hybrid":
+                for key in ("dense_score", "lexical_score"):
+                    value = getattr(hit, key, None)
+                    if value is not None:
+                        meta[key] = float(value)
             docs.append(Document(page_content=hit.document or "", metadata=meta, id=hit.id))
         return docs
 

@@ -24,6 +24,8 @@ from llama_index.embeddings.umr.convert import image_from_location
 logger = logging.getLogger(__name__)
 
 PAGE_KINDS = frozenset({"pdf", "image"})
+SEARCH_MODES = ("dense", "lexical", "hybrid")
+FUSIONS = ("rrf", "weighted")
 # Store bookkeeping that is not useful on a node (the image location goes to ImageNode fields).
 _DROPPED_KEYS = frozenset({"image_uri", "image_path", "settings", "indexed_at", "max_pixels", "model_id"})
 # Kept on the node but hidden from the LLM and from re-embedding.
@@ -73,7 +75,9 @@ class UMRRetriever(BaseRetriever):
     The query is embedded by the store's UMR embedder on the query side. A ``QueryBundle`` with
     ``image_path`` becomes a fused text + image query (image only when ``query_str`` is empty). Several
     ``custom_embedding_strs`` are searched one by one (each fused with the image, if any) and merged,
-    keeping each hit's best score. ``NodeWithScore.score`` is the cosine similarity.
+    keeping each hit's best score. ``NodeWithScore.score`` is the cosine similarity in ``mode="dense"``
+    (the default), the BM25 score in ``"lexical"`` and the fused score in ``"hybrid"`` (dense and lexical
+    results fused by ``fusion``, ``"rrf"`` or ``"weighted"``, over ``depth`` candidates a side).
 
     >>> from umr.store import ChromaStore
     >>> from llama_index.retrievers.umr import UMRRetriever
@@ -89,6 +93,9 @@ class UMRRetriever(BaseRetriever):
         where: Mapping[str, Any] | None = None,
         where_document: Mapping[str, Any] | None = None,
         instruction: str | None = None,
+        mode: str = "dense",
+        fusion: str = "rrf",
+        depth: int | None = None,
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
     ) -> None:
@@ -96,7 +103,15 @@ class UMRRetriever(BaseRetriever):
             raise TypeError(f"store must be a umr.store.ChromaStore (with search()), got {type(store).__name__}")
         if not isinstance(similarity_top_k, int) or similarity_top_k < 1:
             raise ValueError(f"similarity_top_k must be a positive int, got {similarity_top_k!r}")
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"mode {mode!r} is unknown; choose one of {', '.join(SEARCH_MODES)}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion {fusion!r} is unknown; choose one of {', '.join(FUSIONS)}")
+        if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
+            raise ValueError(f"depth must be a positive int or None, got {depth!r}")
         self._store = store
+        self._ranking: dict[str, Any] = {} if mode == "dense" else {"mode": mode, "fusion": fusion, "depth": depth}
+        self.mode = mode
         self._similarity_top_k = similarity_top_k
         self._where = dict(where) if where else None
         self._where_document = dict(where_document) if where_document else None
@@ -138,6 +153,7 @@ class UMRRetriever(BaseRetriever):
             where=self._where,
             where_document=self._where_document,
             instruction=self._instruction,
+            **self._ranking,
         )
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
