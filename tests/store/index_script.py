@@ -33,11 +33,13 @@ def main() -> int:
     ap.add_argument("--sleep", type=float, default=0.0)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--progress")
+    ap.add_argument("--lexical-dir")
     args = ap.parse_args()
     embedder = SlowHashEmbedder(args.sleep)
     if args.host:
         store = ChromaStore(
-            embedder, host=args.host, port=args.port, batch_size=args.batch, store_images=False
+            embedder, host=args.host, port=args.port, batch_size=args.batch, store_images=False,
+            lexical_dir=args.lexical_dir,
         )
     else:
         store = ChromaStore(embedder, args.db, batch_size=args.batch)

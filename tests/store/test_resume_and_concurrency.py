@@ -15,6 +15,7 @@ from chromadb.config import Settings
 from tests.hostile_corpus import make_pdf, make_png
 from tests.store.conftest import BUDGET, SCRIPT, run_script, script_env
 from umr.store import ChromaStore
+from umr.store.lexical import LexicalIndex
 from umr.testing import HashEmbedder
 
 
@@ -82,6 +83,8 @@ def test_sigkill_mid_run_then_rerun_stores_each_page_exactly_once(tmp_path: Path
         assert Path(meta["image_path"]).is_file()  # every stored page has its image
     images = list((db / "images").rglob("*.png"))
     assert len(images) == 33 and not list((db / "images").rglob("*.tmp"))
+    lexical = LexicalIndex(db / "lexical" / "umr")  # killed twice too: repaired by the last run
+    assert lexical.ids() == set(ids) and not lexical.needs_repair
     # And once more (in this process): nothing to render, nothing to embed.
     embedder = HashEmbedder(dim=16, max_pixels=BUDGET)
     with ChromaStore(embedder, db) as store:
@@ -111,6 +114,8 @@ def test_four_writer_processes_through_a_chroma_server(
                 host,
                 "--port",
                 str(port),
+                "--lexical-dir",
+                str(tmp_path / "lexical"),
             ],
             env=script_env(),
             stdout=subprocess.PIPE,
@@ -128,3 +133,5 @@ def test_four_writer_processes_through_a_chroma_server(
     assert len(got["ids"]) == len(expected) == 4 * 3 * 2 + 2 * 2
     assert set(got["ids"]) == expected
     assert all(m["image_uri"] == "" for m in got["metadatas"])  # no image folder given for the server
+    lexical = LexicalIndex(tmp_path / "lexical")  # one lexical index shared by the four writers
+    assert lexical.ids() == expected and not lexical.needs_repair

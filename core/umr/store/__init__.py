@@ -13,6 +13,8 @@ One module per concern:
 - ``lock``: the writer lock of an embedded database folder (shared with ``umr index --ray``);
 - ``indexer``: ingestion (walk, skip unchanged, render, embed, write, remove stale), used by
   ``ChromaStore.add_files`` and the Ray pipeline of :mod:`umr.distributed`;
+- ``lexical``: the lexical (BM25, tantivy) index beside a collection, kept in step with it, and
+  ``hybrid``: dense, lexical and hybrid (fused) search;
 - ``info``: open an existing collection without a model; ``server``: a local ``chroma run``;
 - ``records``: :class:`SearchHit`, :class:`IndexReport`, :class:`DocumentInfo`.
 

@@ -14,14 +14,16 @@ The work is done by one piece per concern, each usable alone:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import importlib.util
 import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -39,10 +41,15 @@ from umr.documents import (
 from umr.documents.paths import PathLike
 
 from .collection import ChromaCollection, Scalar, chroma_client, collection_metadata, scalar_metadata
+from .hybrid import SearchOptions
+from .hybrid import search as hybrid_search
 from .images import PageImages, png_bytes, write_png
 from .indexer import Indexer, ProgressCallback, embed_input, settings_key
 from .lock import WriterLock
 from .records import DocumentInfo, IndexReport, SearchHit
+
+if TYPE_CHECKING:
+    from .lexical import LexicalMirror
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +67,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _exclusive(method: F) -> F:
     """Hold the embedded database's writer lock (:class:`WriterLock`) while ``method`` runs."""
+
+    @functools.wraps(method)
+    def wrapper(self: ChromaStore, *args: Any, **kwargs: Any) -> Any:
+        with self.lock.hold(), self._lexical_session():
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _exclusive_chroma(method: F) -> F:
+    """Hold the writer lock only (no lexical write session: the method manages the lexical index)."""
 
     @functools.wraps(method)
     def wrapper(self: ChromaStore, *args: Any, **kwargs: Any) -> Any:
@@ -89,9 +107,16 @@ class ChromaStore:
     more pixels are refused before decoding.  ``embed_text_layer``: embed each page as image +
     extracted text instead of image only (the text is always stored as the Chroma document).
 
+    ``lexical``: keep a lexical (BM25, tantivy) index of the stored texts beside the collection, for
+    ``search(mode="lexical" | "hybrid")``; ``None`` (default): when tantivy is installed and the store
+    has a folder for it.  ``lexical_dir``: its folder (default ``<path>/lexical/<collection>``; with a
+    server or a client only when given).  ``lexical_language``: a stemmer for a new lexical index (see
+    :data:`umr.store.lexical.LANGUAGES`; an existing index keeps its settings, rebuild to change them).
+
     Parts: ``chroma`` (:class:`ChromaCollection`), ``images`` (:class:`PageImages` or ``None``),
-    ``lock`` (:class:`WriterLock`), ``indexer`` (:class:`Indexer`); ``collection`` is the raw
-    ``chromadb`` collection.
+    ``lock`` (:class:`WriterLock`), ``indexer`` (:class:`Indexer`), ``lexical``
+    (:class:`~umr.store.lexical.LexicalMirror` or ``None``); ``collection`` is the raw ``chromadb``
+    collection.
     """
 
     def __init__(
@@ -113,6 +138,9 @@ class ChromaStore:
         memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
         embed_text_layer: bool = False,
+        lexical: bool | None = None,
+        lexical_dir: PathLike | None = None,
+        lexical_language: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -152,10 +180,13 @@ class ChromaStore:
         )
         self.collection = self.chroma.raw
         self.lock = WriterLock(self.path)
+        self.lexical: LexicalMirror | None = self._open_lexical(lexical, lexical_dir, lexical_language)
+        lexical_path = self.lexical.path if self.lexical is not None else None
         self.indexer = Indexer(
             self.chroma, self.images, model_id=self.model_id, dim=self.dim, settings=self.settings_key,
             max_pixels=self.max_pixels, embed_text_layer=embed_text_layer,
-            own=[p for p in (self.path, self.image_dir) if p is not None],
+            own=[p for p in (self.path, self.image_dir, lexical_path) if p is not None],
+            lexical=self.lexical,
         )
         self._pool: RenderPool | None = None
 
@@ -167,6 +198,55 @@ class ChromaStore:
     @max_batch.setter
     def max_batch(self, value: int) -> None:
         self.chroma.max_batch = max(1, int(value))
+
+    # ------------------------------------------------------------------ lexical side
+    def _open_lexical(
+        self, enabled: bool | None, folder: PathLike | None, language: str | None
+    ) -> LexicalMirror | None:
+        if enabled is False:
+            return None
+        if folder is None:
+            if self.path is None:
+                if enabled:
+                    raise ValueError(
+                        "lexical=True with a Chroma server or client needs lexical_dir= (a local folder for "
+                        "the lexical index)"
+                    )
+                return None
+            folder = self.path / "lexical" / self.collection_name
+        if importlib.util.find_spec("tantivy") is None:
+            if enabled:
+                raise ImportError("the lexical index needs tantivy: pip install 'umr[lexical]'")
+            logger.info("tantivy is not installed: no lexical index (pip install 'umr[lexical]' for hybrid search)")
+            return None
+        from .lexical import LexicalConfig, LexicalIndex, LexicalMirror
+
+        config = LexicalConfig(language=language) if language is not None else None
+        return LexicalMirror(self.collection, LexicalIndex(Path(os.fsdecode(folder)), config), self.max_batch)
+
+    def _lexical_session(self) -> contextlib.AbstractContextManager[Any]:
+        """One lexical write session for a whole call on an embedded database (its writers are
+        serialised already); with a server each mirrored write is a short session of its own."""
+        if self.lexical is None or self.path is None:
+            return contextlib.nullcontext()
+        return self.lexical.session()
+
+    @_exclusive_chroma
+    def rebuild_lexical(self, language: str | None = None) -> int:
+        """Build the lexical index again from the texts and metadata stored in Chroma (no re-embedding);
+        ``language``: a stemmer for the new index (default: the current settings).  Returns the records
+        indexed."""
+        from .lexical import LexicalConfig
+
+        if self.lexical is None:
+            raise ValueError(
+                "this store has no lexical index: install tantivy (pip install 'umr[lexical]') and open it "
+                "with a path, or pass lexical_dir=..."
+            )
+        config = LexicalConfig(language=language) if language is not None else None
+        n = self.lexical.rebuild(config)
+        logger.info("lexical index at %s rebuilt: %d records", self.lexical.path, n)
+        return n
 
     # ------------------------------------------------------------------ ids
     def page_id(self, sha256: str, page: int) -> str:
@@ -354,23 +434,47 @@ class ChromaStore:
         *,
         where_document: Mapping[str, Any] | None = None,
         instruction: str | None = None,
+        mode: str = "dense",
+        fusion: str = "rrf",
+        depth: int | None = None,
+        weights: tuple[float, float] = (1.0, 1.0),
     ) -> list[SearchHit]:
         """Top-``k`` hits for a text, image, or fused ``{"text", "image"}`` query.
 
-        ``where`` / ``where_document`` are Chroma filters (e.g. ``{"kind": "pdf"}``).
-        ``instruction`` is the query-side task instruction for the embedder.
+        ``where`` / ``where_document`` are Chroma filters (e.g. ``{"kind": "pdf"}``), applied to both
+        sides in lexical and hybrid modes.  ``instruction`` is the query-side task instruction for the
+        embedder.  ``mode``: ``"dense"`` (embeddings, the default), ``"lexical"`` (BM25 over the stored
+        text: exact codes, names, numbers; the query is plain text, never query syntax) or ``"hybrid"``
+        (both, fused by ``fusion``: ``"rrf"`` reciprocal rank fusion with k=60, or ``"weighted"`` scaled
+        scores; ``depth`` candidates from each side, default ``max(k, 10)``; ``weights`` = (dense,
+        lexical)).  ``SearchHit.score`` is the mode's ranking score; ``dense_score`` / ``lexical_score``
+        each side's own.
         """
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        if instruction is None:
-            vec = self.embedder.embed_queries([query])
-        else:
-            vec = self.embedder.embed_queries([query], instruction=instruction)
-        vec = np.asarray(vec, dtype=np.float32).reshape(1, self.dim)
-        return [
-            SearchHit(id=hid, score=score, metadata=meta, document=doc, image_uri=str(meta.get("image_uri", "")))
-            for hid, score, meta, doc in self.chroma.query(vec, k, where, where_document)
-        ]
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be >= 1, got {k!r}")
+        options = SearchOptions(mode=mode, fusion=fusion, depth=depth, weights=weights)
+
+        def embed_query() -> np.ndarray:
+            if instruction is None:
+                vec = self.embedder.embed_queries([query])
+            else:
+                vec = self.embedder.embed_queries([query], instruction=instruction)
+            return np.asarray(vec, dtype=np.float32).reshape(1, self.dim)
+
+        if options.mode == "dense":
+            return [
+                SearchHit(id=hid, score=score, metadata=meta, document=doc, image_uri=str(meta.get("image_uri", "")),
+                          dense_score=score)
+                for hid, score, meta, doc in self.chroma.query(embed_query(), k, where, where_document)
+            ]
+        lexical = None
+        if self.lexical is not None:
+            self.lexical.check_for_search()
+            lexical = self.lexical.lexical
+        return hybrid_search(
+            self.collection, lexical, query, k, embed_query=embed_query, where=where,
+            where_document=where_document, options=options, max_batch=self.max_batch,
+        )
 
     # ------------------------------------------------------------------ management
     @_exclusive
@@ -428,6 +532,14 @@ class ChromaStore:
             "records": sum(kinds.values()),
             "documents": len(files),
             "by_kind": kinds,
+            "lexical": None
+            if self.lexical is None
+            else {
+                "path": str(self.lexical.path),
+                "records": self.lexical.lexical.count(),
+                "language": self.lexical.lexical.config.language,
+                "needs_repair": self.lexical.lexical.needs_repair,
+            },
         }
 
     def __repr__(self) -> str:

@@ -190,10 +190,14 @@ class ChromaCollection:
         return (got["metadatas"] or [{}])[0] or {}
 
     def delete_where(
-        self, where: Mapping[str, Any], on_removed: Callable[[list[Mapping[str, Any]]], None] | None = None
+        self,
+        where: Mapping[str, Any],
+        on_removed: Callable[[list[Mapping[str, Any]]], None] | None = None,
+        on_deleted_ids: Callable[[list[str]], None] | None = None,
     ) -> int:
         """Delete every record matching ``where``; ``on_removed(metadatas)`` after each deleted chunk
-        (the page-image store removes their files).  Returns the number removed."""
+        (the page-image store removes their files), ``on_deleted_ids(ids)`` too (the lexical index
+        follows).  Returns the number removed."""
         removed = 0
         while True:
             got = self.raw.get(where=dict(where), limit=min(self.max_batch, GET_CHUNK), include=["metadatas"])
@@ -201,6 +205,8 @@ class ChromaCollection:
             if not ids:
                 return removed
             self.raw.delete(ids=ids)
+            if on_deleted_ids is not None:
+                on_deleted_ids(list(ids))
             if on_removed is not None:
                 on_removed([m or {} for m in (got["metadatas"] or [])])
             removed += len(ids)

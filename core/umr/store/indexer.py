@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from umr.documents.paths import PathLike
 from .collection import ChromaCollection, Scalar
 from .images import ImageData, PageImages
 from .records import IndexReport
+
+if TYPE_CHECKING:
+    from .lexical import LexicalMirror
 
 logger = logging.getLogger(__name__)
 
@@ -132,9 +135,12 @@ class Indexer:
         max_pixels: int,
         embed_text_layer: bool = False,
         own: Sequence[PathLike] = (),
+        lexical: LexicalMirror | None = None,
     ) -> None:
         self.collection = collection
         self.images = images
+        #: the lexical index kept in step with every write and delete (Chroma first), or ``None``
+        self.lexical = lexical
         self.model_id = model_id
         self.dim = dim
         self.settings = settings
@@ -211,6 +217,8 @@ class Indexer:
         if images is not None:
             self.save_images(ids, images, metas)
         self.collection.upsert(ids, vectors, metas, docs)
+        if self.lexical is not None:  # Chroma first: a kill in between leaves the lexical side behind
+            self.lexical.upserted(ids, docs, metas)
 
     def save_images(self, ids: list[str], images: Sequence[ImageData], metas: list[dict[str, Scalar]]) -> None:
         if self.images is None:
@@ -244,7 +252,8 @@ class Indexer:
     def delete_where(self, where: Mapping[str, Any]) -> int:
         """Delete matching records and their page images; the number removed."""
         on_removed = self.images.remove if self.images is not None else None
-        return self.collection.delete_where(where, on_removed)
+        on_ids = self.lexical.deleted if self.lexical is not None else None
+        return self.collection.delete_where(where, on_removed, on_ids)
 
     def remove_stale(self, source: str, sha: str) -> int:
         """Remove pages of older versions of ``source`` (other content or other settings)."""
