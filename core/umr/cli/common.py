@@ -71,6 +71,24 @@ def add_image_dir_arg(p: argparse.ArgumentParser) -> None:
                         "given, and reranking then sees page text only); $UMR_IMAGE_DIR")
 
 
+def add_lexical_dir_arg(p: argparse.ArgumentParser) -> None:
+    """``--lexical-dir``: the folder of the lexical (BM25) index."""
+    p.add_argument("--lexical-dir", default=os.environ.get("UMR_LEXICAL_DIR"), metavar="DIR",
+                   help="folder of the lexical (BM25) index (default: DB/lexical/COLLECTION; with --host none "
+                        "unless given); $UMR_LEXICAL_DIR")
+
+
+def positive_int(value: str) -> int:
+    """An ``argparse`` type: an int >= 1."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    return n
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """``--model`` / ``--recipe`` / ``--device`` / ``--dtype`` / ``--trust-remote-code``."""
     g = p.add_argument_group("model")
@@ -151,12 +169,17 @@ def recorded_model(args: argparse.Namespace) -> str | None:
 
 
 def open_store(args: argparse.Namespace, embedder: Any, **kwargs: Any) -> Any:
-    """A ``ChromaStore`` for ``embedder`` where the arguments say (``--image-dir`` honoured)."""
+    """A ``ChromaStore`` for ``embedder`` where the arguments say (``--image-dir``, ``--lexical-dir`` and
+    ``--lexical-language`` honoured)."""
     from umr.store import ChromaStore
 
     image_dir = getattr(args, "image_dir", None)
     if image_dir:
         kwargs["image_dir"] = image_dir
+    if getattr(args, "lexical_dir", None):
+        kwargs["lexical_dir"] = args.lexical_dir
+    if getattr(args, "lexical_language", None):
+        kwargs["lexical_language"] = args.lexical_language
     return ChromaStore(embedder, collection=args.collection, **client_args(args), **kwargs)
 
 
@@ -167,7 +190,8 @@ def open_readonly(args: argparse.Namespace) -> Any:
     info = read_collection_info(collection=args.collection, **client_args(args))
     if info is None:
         raise JobFailed(f"collection {args.collection!r} does not exist; nothing to do")
-    return open_existing(collection=args.collection, image_dir=getattr(args, "image_dir", None), **client_args(args))
+    return open_existing(collection=args.collection, image_dir=getattr(args, "image_dir", None),
+                         lexical_dir=getattr(args, "lexical_dir", None), **client_args(args))
 
 
 def check_db(args: argparse.Namespace, must_exist: bool) -> None:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .common import add_image_dir_arg, add_store_args, check_db, display, err, open_readonly, out
+from .common import (
+    add_image_dir_arg,
+    add_lexical_dir_arg,
+    add_store_args,
+    check_db,
+    display,
+    err,
+    open_readonly,
+    out,
+)
 
 
 def register(sub: Any) -> None:
@@ -13,6 +22,7 @@ def register(sub: Any) -> None:
     p.add_argument("sources", nargs="+", metavar="SOURCE")
     add_store_args(p)
     add_image_dir_arg(p)
+    add_lexical_dir_arg(p)
     p.set_defaults(func=run)
 
 

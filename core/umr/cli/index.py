@@ -15,6 +15,7 @@ from .common import (
     JobFailed,
     UsageError,
     add_image_dir_arg,
+    add_lexical_dir_arg,
     add_model_args,
     add_server_args,
     add_store_args,
@@ -22,6 +23,7 @@ from .common import (
     display,
     load_embedder,
     model_name,
+    open_readonly,
     open_store,
     out,
     recorded_model,
@@ -33,9 +35,15 @@ DOC_SUFFIXES = {".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp
 
 def register(sub: Any) -> None:
     p = sub.add_parser("index", help="index PDFs and images (folders are walked)")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="*", metavar="PATH")
     add_store_args(p)
     add_image_dir_arg(p)
+    add_lexical_dir_arg(p)
+    p.add_argument("--rebuild-lexical", action="store_true",
+                   help="build the lexical (BM25) index again from the texts stored in Chroma (no re-embedding); "
+                        "without PATHs nothing else is done and no model is loaded")
+    p.add_argument("--lexical-language", default=None, metavar="LANG",
+                   help="stemmer of a new or rebuilt lexical index (english, french, german, ...; default none)")
     add_model_args(p)
     p.add_argument("--workers", type=int, default=1, help="renderer processes (default 1)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per file (default 60)")
@@ -77,6 +85,12 @@ def collect_files(paths: Sequence[str]) -> tuple[list[str], int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.paths:
+        if not args.rebuild_lexical:
+            raise UsageError("give the PDF/image files or folders to index (or --rebuild-lexical)")
+        return rebuild_lexical(args)
+    if args.rebuild_lexical and args.ray:
+        raise UsageError("--rebuild-lexical and --ray: run them one after the other")
     files, ignored = collect_files(args.paths)
     if not files:
         where = ", ".join(display(p) for p in args.paths)
@@ -88,11 +102,14 @@ def run(args: argparse.Namespace) -> int:
     check_db(args, must_exist=False)
     if args.ray:
         report = index_with_ray(args, files)
+        sync_lexical_after_ray(args)
         print_report(args, report, ignored)
         return 0 if report.ok else 1
     recorded = None if args.model or args.server_model else recorded_model(args)
     embedder = load_embedder(args, recorded)
     store = open_store(args, embedder, workers=args.workers, timeout=args.timeout, batch_size=args.batch_size)
+    if args.rebuild_lexical:
+        rebuild_lexical(args, store)
     bar = None
     started = time.monotonic()
     if show_progress(args):
@@ -116,6 +133,39 @@ def run(args: argparse.Namespace) -> int:
         store.close()
     print_report(args, report, ignored)
     return 0 if report.ok else 1
+
+
+def rebuild_lexical(args: argparse.Namespace, store: Any = None) -> int:
+    """``umr index --rebuild-lexical``: the lexical index again from the texts stored in Chroma (no model is
+    loaded, nothing is embedded again)."""
+    if store is None:
+        check_db(args, must_exist=True)
+        store = open_readonly(args)
+    if store.lexical is None:
+        raise JobFailed(
+            "no lexical index for this store: install tantivy (pip install 'umr[lexical]'); with --host give "
+            "--lexical-dir DIR"
+        )
+    started = time.monotonic()
+    n = store.rebuild_lexical(language=args.lexical_language)
+    if args.json and not args.paths:
+        out(json.dumps({"lexical_records": n, "lexical_dir": os.fspath(store.lexical.path)}))
+    elif not args.quiet:
+        out(f"lexical index rebuilt: {n} record(s) in {time.monotonic() - started:.1f} s "
+            f"({display(os.fspath(store.lexical.path))})")
+    return 0
+
+
+def sync_lexical_after_ray(args: argparse.Namespace) -> None:
+    """The Ray pipeline writes Chroma only: bring the lexical side in step from Chroma (no re-embedding)."""
+    if args.host and not args.lexical_dir:
+        return
+    try:
+        store = open_readonly(args)
+    except JobFailed:
+        return
+    if store.lexical is not None:
+        store.lexical.repair()
 
 
 def index_with_ray(args: argparse.Namespace, files: list[str]) -> Any:

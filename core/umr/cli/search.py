@@ -11,16 +11,20 @@ from typing import Any
 from .common import (
     JobFailed,
     UsageError,
+    add_lexical_dir_arg,
     add_model_args,
     add_server_args,
     add_store_args,
     check_db,
     display,
+    err,
     image_path,
     load_embedder,
     load_reranker,
+    open_readonly,
     open_store,
     out,
+    positive_int,
     recorded_model,
 )
 
@@ -34,8 +38,16 @@ def register(sub: Any) -> None:
     p.add_argument("--instruction", default=None, help="query-side task instruction")
     p.add_argument("--rerank", default=None, metavar="MODEL", help="rerank with this MLLM reranker")
     p.add_argument("--rerank-depth", type=int, default=20, help="candidates to rerank (default 20)")
+    p.add_argument("--mode", choices=("dense", "lexical", "hybrid"), default="dense",
+                   help="dense: embeddings (default); lexical: BM25 over the page text (exact codes, names, "
+                        "numbers; no model is loaded); hybrid: both, fused (--rerank then reranks the fused list)")
+    p.add_argument("--fusion", choices=("rrf", "weighted"), default="rrf",
+                   help="hybrid: reciprocal rank fusion (default) or weighted scaled scores")
+    p.add_argument("--depth", type=positive_int, default=None,
+                   help="hybrid: candidates from each side before fusion (default max(k, 10))")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     add_store_args(p)
+    add_lexical_dir_arg(p)
     add_model_args(p)
     add_server_args(p)
     p.set_defaults(func=run)
@@ -66,6 +78,20 @@ def candidate(hit: Any) -> Any:
     return hit.document or " "
 
 
+def check_lexical(args: argparse.Namespace, store: Any) -> None:
+    """Lexical and hybrid modes need the lexical index; say so when it is missing or out of step."""
+    if store.lexical is None:
+        raise JobFailed(
+            f"--mode {args.mode} needs the lexical index, which this store has none of: install tantivy "
+            "(pip install 'umr[lexical]'); with --host give --lexical-dir DIR; then run "
+            "`umr index --rebuild-lexical`"
+        )
+    lexical_n, chroma_n = store.lexical.lexical.count(), store.count()
+    if lexical_n != chroma_n or store.lexical.lexical.needs_repair:
+        err(f"umr search: warning: the lexical index holds {lexical_n} of {chroma_n} records; run "
+            "`umr index --rebuild-lexical` (or any `umr index` run) to bring it in step")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise UsageError("-k must be at least 1")
@@ -76,8 +102,12 @@ def run(args: argparse.Namespace) -> int:
         raise JobFailed(
             f"collection {args.collection!r} does not exist in {display(args.db)}: run `umr index` first"
         )
-    embedder = load_embedder(args, recorded)
-    store = open_store(args, embedder)
+    if args.mode == "lexical" and not args.rerank:  # BM25 only: no model to load
+        store = open_readonly(args)
+    else:
+        store = open_store(args, load_embedder(args, recorded))
+    if args.mode != "dense":
+        check_lexical(args, store)
     where = None
     if args.where:
         try:
@@ -85,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
         except json.JSONDecodeError as exc:
             raise UsageError(f"--where must be a JSON object, e.g. '{{\"kind\": \"pdf\"}}' ({exc.msg})") from None
     depth = max(args.k, args.rerank_depth) if args.rerank else args.k
-    hits = store.search(query, k=depth, where=where, instruction=args.instruction)
+    hits = store.search(query, k=depth, where=where, instruction=args.instruction, mode=args.mode,
+                        fusion=args.fusion, depth=args.depth)
     if not hits:
         raise JobFailed(f"no results: collection {args.collection!r} is empty or nothing matches the filter")
     rows = [
@@ -97,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
             "kind": h.metadata.get("kind", ""),
             "image_uri": h.image_uri,
             "snippet": snippet(h.document),
+            **({"dense_score": h.dense_score, "lexical_score": h.lexical_score} if args.mode == "hybrid" else {}),
         }
         for h in hits
     ]

@@ -6,13 +6,14 @@ import argparse
 import json
 from typing import Any
 
-from .common import add_store_args, check_db, display, open_readonly, out
+from .common import add_lexical_dir_arg, add_store_args, check_db, display, open_readonly, out
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("stats", help="what the index holds")
     p.add_argument("--json", action="store_true")
     add_store_args(p)
+    add_lexical_dir_arg(p)
     p.set_defaults(func=run)
 
 
@@ -30,6 +31,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for key in ("collection", "path", "model_id", "dim", "records", "documents"):
         out(f"{key:>12}: {stats.get(key)}")
+    lexical = stats.get("lexical")
+    if lexical:
+        in_step = lexical["records"] == stats["records"] and not lexical["needs_repair"]
+        state = "in step" if in_step else "out of step: run `umr index --rebuild-lexical`"
+        out(f"{'lexical':>12}: {lexical['records']} records, {state} ({display(lexical['path'])})")
     for d in docs:
         out(f"  {d.pages:>4}/{d.page_count:<4} {display(d.source)}")
     return 0

@@ -41,11 +41,13 @@ def open_existing(
     host: str | None = None,
     port: int = 8000,
     image_dir: str | os.PathLike | None = None,
+    lexical_dir: str | os.PathLike | None = None,
 ) -> Any:
-    """A ``ChromaStore`` on an existing collection, for management only (delete, stats, documents).
+    """A ``ChromaStore`` on an existing collection, for management only (delete, stats, documents,
+    ``rebuild_lexical``, lexical search).
 
     ``image_dir`` names the folder of its page images when it is not the default (``delete`` removes
-    a document's images only from there)."""
+    a document's images only from there); ``lexical_dir`` the folder of its lexical index likewise."""
     from umr.store.chroma import ChromaStore
 
     info = read_collection_info(collection=collection, path=path, host=host, port=port)
@@ -59,4 +61,6 @@ def open_existing(
         kwargs["path"] = path
     if image_dir:
         kwargs["image_dir"] = image_dir
+    if lexical_dir:
+        kwargs["lexical_dir"] = lexical_dir
     return ChromaStore(RecordedModel(info), **kwargs)
