@@ -117,3 +117,23 @@ def test_lexical_off_and_server_without_folder(tmp_path: Path) -> None:
     with_dir.add_texts(["Order ORD-991 shipped"])
     assert _sources(with_dir.search("ORD-991", k=1, mode="lexical")) == [""]
     assert with_dir.search("ORD-991", k=1, mode="lexical")[0].document == "Order ORD-991 shipped"
+
+
+def test_a_damaged_lexical_index_never_blocks_dense_use_and_is_rebuilt(tmp_path: Path,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    embedder = HashEmbedder(dim=16)
+    with ChromaStore(embedder, tmp_path / "db") as store:
+        ids = store.add_texts(["Order ORD-991 shipped", "Order ORD-992 pending"])
+    config = tmp_path / "db" / "lexical" / "umr" / "config.json"
+    config.write_text("{ not json")
+    with caplog.at_level(logging.WARNING):
+        store = ChromaStore(embedder, tmp_path / "db")
+    assert store.lexical is None and "rebuild-lexical" in caplog.text
+    assert store.search("Order ORD-991 shipped", k=1)[0].id == ids[0]  # dense works
+    with pytest.raises(ValueError, match="rebuild-lexical"):
+        store.search("ORD-991", mode="lexical")
+    assert store.rebuild_lexical() == 2
+    assert [h.id for h in store.search("ORD-992", k=1, mode="lexical")] == [ids[1]]
+    with pytest.raises(Exception, match="rebuild"):
+        config.write_text("{ not json")
+        ChromaStore(embedder, tmp_path / "db", lexical=True)  # asked for explicitly: the error itself

@@ -203,6 +203,7 @@ class ChromaStore:
     def _open_lexical(
         self, enabled: bool | None, folder: PathLike | None, language: str | None
     ) -> LexicalMirror | None:
+        self._lexical_dir: Path | None = None
         if enabled is False:
             return None
         if folder is None:
@@ -219,10 +220,21 @@ class ChromaStore:
                 raise ImportError("the lexical index needs tantivy: pip install 'umr[lexical]'")
             logger.info("tantivy is not installed: no lexical index (pip install 'umr[lexical]' for hybrid search)")
             return None
+        from umr.errors import LexicalIndexError
+
         from .lexical import LexicalConfig, LexicalIndex, LexicalMirror
 
+        self._lexical_dir = Path(os.fsdecode(folder))
         config = LexicalConfig(language=language) if language is not None else None
-        return LexicalMirror(self.collection, LexicalIndex(Path(os.fsdecode(folder)), config), self.max_batch)
+        try:
+            index = LexicalIndex(self._lexical_dir, config)
+        except (OSError, LexicalIndexError) as exc:
+            if enabled:
+                raise
+            # dense search and indexing go on; the lexical side is repaired or rebuilt later
+            logger.warning("no lexical index this time: %s", exc)
+            return None
+        return LexicalMirror(self.collection, index, self.max_batch)
 
     def _lexical_session(self) -> contextlib.AbstractContextManager[Any]:
         """One lexical write session for a whole call on an embedded database (its writers are
@@ -236,14 +248,19 @@ class ChromaStore:
         """Build the lexical index again from the texts and metadata stored in Chroma (no re-embedding);
         ``language``: a stemmer for the new index (default: the current settings).  Returns the records
         indexed."""
-        from .lexical import LexicalConfig
+        from .lexical import LexicalConfig, LexicalIndex, LexicalMirror
 
-        if self.lexical is None:
-            raise ValueError(
-                "this store has no lexical index: install tantivy (pip install 'umr[lexical]') and open it "
-                "with a path, or pass lexical_dir=..."
-            )
         config = LexicalConfig(language=language) if language is not None else None
+        if self.lexical is None:
+            if self._lexical_dir is None:
+                raise ValueError(
+                    "this store has no lexical index: install tantivy (pip install 'umr[lexical]') and open it "
+                    "with a path, or pass lexical_dir=..."
+                )
+            # the folder could not be opened (damaged, other version): start it again
+            self.lexical = LexicalMirror(self.collection, LexicalIndex.recreate(self._lexical_dir, config),
+                                         self.max_batch)
+            self.indexer.lexical = self.lexical
         n = self.lexical.rebuild(config)
         logger.info("lexical index at %s rebuilt: %d records", self.lexical.path, n)
         return n
