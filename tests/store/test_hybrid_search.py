@@ -14,6 +14,7 @@ chromadb = pytest.importorskip("chromadb")
 
 from umr.errors import QueryError  # noqa: E402
 from umr.store import HashEmbedder  # noqa: E402
+from umr.store.collection import ChromaCollection  # noqa: E402
 from umr.store.hybrid import SearchOptions, search  # noqa: E402
 from umr.store.lexical import LexicalIndex, LexicalRecord  # noqa: E402
 
@@ -30,11 +31,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, LexicalIndex, 
     root: Path = tmp_path_factory.mktemp("hybrid")
     emb = HashEmbedder(dim=16)
     client = chromadb.PersistentClient(path=str(root / "db"))
-    col = client.get_or_create_collection("hyb", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
+    raw = client.get_or_create_collection("hyb", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
+    col = ChromaCollection(raw, max_batch=50)
     ids = [f"id{i:03d}" for i in range(N)]
     texts = [_text(i) for i in range(N)]
     metas = [{"source": f"/d/{i // 10}.pdf", "page": i % 10 + 1, "kind": ("pdf", "text")[i % 2]} for i in range(N)]
-    col.add(ids=ids, embeddings=emb.embed_documents(texts), documents=texts, metadatas=metas)
+    raw.add(ids=ids, embeddings=emb.embed_documents(texts), documents=texts, metadatas=metas)
     lex = LexicalIndex(root / "lexical")
     lex.upsert(LexicalRecord(i, t, m) for i, t, m in zip(ids, texts, metas))
     return col, lex, emb

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 pytest.importorskip("tantivy")
 chromadb = pytest.importorskip("chromadb")
 
+from umr.store.collection import ChromaCollection  # noqa: E402
 from umr.store.lexical import (  # noqa: E402
     LexicalConfig,
     LexicalIndex,
@@ -20,30 +20,30 @@ from umr.store.lexical import (  # noqa: E402
 )
 
 
-def _collection(root: Path) -> Any:
+def _collection(root: Path) -> ChromaCollection:
     client = chromadb.PersistentClient(path=str(root / "db"))
-    return client.get_or_create_collection("mir", embedding_function=None)
+    return ChromaCollection(client.get_or_create_collection("mir", embedding_function=None), max_batch=2)
 
 
-def _add(col: Any, ids: list[str], texts: list[str]) -> None:
-    col.upsert(ids=ids, embeddings=[[1.0, float(i)] for i in range(len(ids))], documents=texts,
+def _add(col: ChromaCollection, ids: list[str], texts: list[str]) -> None:
+    col.raw.upsert(ids=ids, embeddings=[[1.0, float(i)] for i in range(len(ids))], documents=texts,
                metadatas=[{"source": f"/{i}.pdf"} for i in ids])
 
 
 def test_mirror_follows_writes_and_repairs_a_lagging_side(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     col = _collection(tmp_path)
-    mirror = LexicalMirror(col, LexicalIndex(tmp_path / "lex"), max_batch=2)
+    mirror = LexicalMirror(col, LexicalIndex(tmp_path / "lex"))
     _add(col, ["a", "b"], ["alpha pumps", "beta valves"])
     mirror.upserted(["a", "b"], ["alpha pumps", "beta valves"], [{"source": "/a.pdf"}, {"source": "/b.pdf"}])
     assert mirror.lexical.ids() == {"a", "b"} == chroma_ids(col)
-    col.delete(ids=["a"])
+    col.raw.delete(ids=["a"])
     mirror.deleted(["a"])
     assert mirror.lexical.ids() == {"b"}
 
     # a run killed after its Chroma writes: the lexical side lags; the next store object's first session repairs
     _add(col, ["c", "d", "e"], ["gamma", "delta INV-7", "epsilon"])
-    col.delete(ids=["b"])
-    later = LexicalMirror(col, LexicalIndex(tmp_path / "lex"), max_batch=2)
+    col.raw.delete(ids=["b"])
+    later = LexicalMirror(col, LexicalIndex(tmp_path / "lex"))
     with caplog.at_level(logging.INFO), later.session():
         pass
     assert later.lexical.ids() == {"c", "d", "e"} == chroma_ids(col)

@@ -40,7 +40,7 @@ def test_pages_are_found_by_code_in_lexical_and_hybrid_modes(tmp_path: Path, doc
     with ChromaStore(HashEmbedder(dim=16, max_pixels=BUDGET), tmp_path / "db", batch_size=3) as store:
         report = store.add_files(docs)
         assert report.ok and report.pages_added == 12
-        assert _lexical_ids(store) == chroma_ids(store.collection)
+        assert _lexical_ids(store) == chroma_ids(store.chroma)
         for mode in ("lexical", "hybrid"):
             for fusion in ("rrf", "weighted"):
                 hits = store.search("inv-2024-0003", k=3, mode=mode, fusion=fusion)
@@ -56,19 +56,19 @@ def test_delete_and_changed_file_keep_both_sides_in_step(tmp_path: Path, docs: P
     with ChromaStore(HashEmbedder(dim=16, max_pixels=BUDGET), tmp_path / "db", batch_size=4) as store:
         store.add_files(docs)
         assert store.delete_document(docs / "inv2.pdf") == 2
-        assert _lexical_ids(store) == chroma_ids(store.collection)
+        assert _lexical_ids(store) == chroma_ids(store.chroma)
         for mode in ("lexical", "hybrid"):
             assert "inv2.pdf" not in _sources(store.search("INV-2024-0002", k=12, mode=mode))
         # re-add a changed file: only its new text is found
         make_pdf(docs / "inv1.pdf", pages=1, text="Credit note CN-7781 replaces the invoice")
         report = store.add_files(docs)
         assert report.pages_replaced == 2
-        assert _lexical_ids(store) == chroma_ids(store.collection)
+        assert _lexical_ids(store) == chroma_ids(store.chroma)
         assert _sources(store.search("CN-7781", k=1, mode="lexical")) == ["inv1.pdf"]
         assert "inv1.pdf" not in _sources(store.search("INV-2024-0001", k=12, mode="lexical"))
         ids = store.add_texts(["Error code E-4521: the pump is blocked"], [{"topic": "faults"}])
         assert [h.id for h in store.search("e-4521", k=1, mode="hybrid")] == ids
-        assert _lexical_ids(store) == chroma_ids(store.collection)
+        assert _lexical_ids(store) == chroma_ids(store.chroma)
 
 
 def test_existing_index_gains_the_lexical_side_without_re_embedding(tmp_path: Path, docs: Path,
@@ -99,7 +99,7 @@ def test_a_lagging_lexical_side_is_repaired_by_the_next_write(tmp_path: Path, do
         store.lexical.lexical.delete(sorted(_lexical_ids(store))[:5])
     with ChromaStore(embedder, tmp_path / "db") as store:
         store.add_texts(["a new passage"])
-        assert _lexical_ids(store) == chroma_ids(store.collection) and len(_lexical_ids(store)) == 13
+        assert _lexical_ids(store) == chroma_ids(store.chroma) and len(_lexical_ids(store)) == 13
 
 
 def test_lexical_off_and_server_without_folder(tmp_path: Path) -> None:

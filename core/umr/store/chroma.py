@@ -234,7 +234,7 @@ class ChromaStore:
             # dense search and indexing go on; the lexical side is repaired or rebuilt later
             logger.warning("no lexical index this time: %s", exc)
             return None
-        return LexicalMirror(self.collection, index, self.max_batch)
+        return LexicalMirror(self.chroma, index)
 
     def _lexical_session(self) -> contextlib.AbstractContextManager[Any]:
         """One lexical write session for a whole call on an embedded database (its writers are
@@ -258,8 +258,7 @@ class ChromaStore:
                     "with a path, or pass lexical_dir=..."
                 )
             # the folder could not be opened (damaged, other version): start it again
-            self.lexical = LexicalMirror(self.collection, LexicalIndex.recreate(self._lexical_dir, config),
-                                         self.max_batch)
+            self.lexical = LexicalMirror(self.chroma, LexicalIndex.recreate(self._lexical_dir, config))
             self.indexer.lexical = self.lexical
         n = self.lexical.rebuild(config)
         logger.info("lexical index at %s rebuilt: %d records", self.lexical.path, n)
@@ -489,8 +488,8 @@ class ChromaStore:
             self.lexical.check_for_search()
             lexical = self.lexical.lexical
         return hybrid_search(
-            self.collection, lexical, query, k, embed_query=embed_query, where=where,
-            where_document=where_document, options=options, max_batch=self.max_batch,
+            self.chroma, lexical, query, k, embed_query=embed_query, where=where, where_document=where_document,
+            options=options,
         )
 
     # ------------------------------------------------------------------ management

@@ -222,6 +222,76 @@ class ChromaCollection:
                 return
             offset += len(got["ids"])
 
+    def all_ids(self) -> set[str]:
+        """Every id in the collection (read ``GET_CHUNK`` at a time)."""
+        out: set[str] = set()
+        offset = 0
+        while True:
+            ids = self.raw.get(limit=GET_CHUNK, offset=offset, include=[])["ids"]
+            out.update(ids)
+            if len(ids) < GET_CHUNK:
+                return out
+            offset += len(ids)
+
+    def filter_ids(
+        self,
+        ids: Sequence[str],
+        where: Mapping[str, Any] | None = None,
+        where_document: Mapping[str, Any] | None = None,
+    ) -> set[str]:
+        """Those of ``ids`` that are stored and pass the filters."""
+        found: set[str] = set()
+        step = min(self.max_batch, GET_CHUNK)
+        for i in range(0, len(ids), step):
+            got = self.raw.get(
+                ids=list(ids[i : i + step]),
+                where=dict(where) if where else None,
+                where_document=dict(where_document) if where_document else None,
+                include=[],
+            )
+            found.update(got["ids"])
+        return found
+
+    def records(
+        self,
+        ids: Sequence[str],
+        where: Mapping[str, Any] | None = None,
+        where_document: Mapping[str, Any] | None = None,
+    ) -> dict[str, tuple[dict[str, Any], str]]:
+        """``{id: (metadata, document)}`` of those of ``ids`` that are stored and pass the filters."""
+        out: dict[str, tuple[dict[str, Any], str]] = {}
+        step = min(self.max_batch, GET_CHUNK)
+        for i in range(0, len(ids), step):
+            got = self.raw.get(
+                ids=list(ids[i : i + step]),
+                where=dict(where) if where else None,
+                where_document=dict(where_document) if where_document else None,
+                include=["metadatas", "documents"],
+            )
+            n = len(got["ids"])
+            metas = got.get("metadatas") or [None] * n
+            docs = got.get("documents") or [None] * n
+            for hid, meta, doc in zip(got["ids"], metas, docs):
+                out[hid] = (dict(meta or {}), doc or "")
+        return out
+
+    def query_ids(
+        self,
+        vector: np.ndarray,
+        k: int,
+        where: Mapping[str, Any] | None = None,
+        where_document: Mapping[str, Any] | None = None,
+    ) -> list[tuple[str, float]]:
+        """Nearest ``k`` records as ``(id, cosine similarity)``, best first (no metadata or text read)."""
+        res = self.raw.query(
+            query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
+            n_results=k,
+            where=dict(where) if where else None,
+            where_document=dict(where_document) if where_document else None,
+            include=["distances"],
+        )
+        return [(hid, 1.0 - float(dist)) for hid, dist in zip(res["ids"][0], res["distances"][0])]
+
     def query(
         self,
         vector: np.ndarray,

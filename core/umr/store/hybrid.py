@@ -19,6 +19,7 @@ import numpy as np
 from umr.errors import QueryError
 from umr.ranking import FUSION_METHODS, RRF_K, finite_scores, hybrid_fusion
 
+from .collection import ChromaCollection
 from .records import SearchHit
 
 logger = logging.getLogger(__name__)
@@ -79,85 +80,33 @@ def query_text(query: Any) -> str | None:
     return None
 
 
-def _hit(
-    hid: str, score: float, meta: Mapping[str, Any] | None, doc: str | None, **scores: float | None
-) -> SearchHit:
-    m = dict(meta or {})
+def _hit(hid: str, score: float, meta: Mapping[str, Any], doc: str, **scores: float | None) -> SearchHit:
     return SearchHit(
-        id=hid, score=score, metadata=m, document=doc or "", image_uri=str(m.get("image_uri", "")), **scores
+        id=hid, score=score, metadata=dict(meta), document=doc, image_uri=str(meta.get("image_uri", "")), **scores
     )
 
 
 def dense_hits(
-    collection: Any,
+    collection: ChromaCollection,
     vector: np.ndarray,
     n: int,
     where: Mapping[str, Any] | None,
     where_document: Mapping[str, Any] | None,
 ) -> list[SearchHit]:
-    """Chroma's top ``n`` by cosine similarity (``score = 1 - distance``)."""
-    res = collection.query(
-        query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
-        n_results=n,
-        where=dict(where) if where else None,
-        where_document=dict(where_document) if where_document else None,
-        include=["metadatas", "documents", "distances"],
-    )
-    metas = (res.get("metadatas") or [[]])[0]
-    docs = (res.get("documents") or [[]])[0]
-    out = []
-    for i, (hid, dist) in enumerate(zip(res["ids"][0], res["distances"][0])):
-        score = 1.0 - float(dist)
-        out.append(_hit(hid, score, metas[i], docs[i], dense_score=score))
-    return out
-
-
-def _dense_ranked(
-    collection: Any,
-    vector: np.ndarray,
-    n: int,
-    where: Mapping[str, Any] | None,
-    where_document: Mapping[str, Any] | None,
-) -> list[tuple[str, float]]:
-    """Chroma's top ``n`` as ``(id, cosine similarity)`` (no metadata or text: only the final hits read those)."""
-    res = collection.query(
-        query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
-        n_results=n,
-        where=dict(where) if where else None,
-        where_document=dict(where_document) if where_document else None,
-        include=["distances"],
-    )
-    return [(hid, 1.0 - float(dist)) for hid, dist in zip(res["ids"][0], res["distances"][0])]
-
-
-def _passing(
-    collection: Any,
-    ids: Sequence[str],
-    where: Mapping[str, Any] | None,
-    where_document: Mapping[str, Any] | None,
-    max_batch: int,
-) -> set[str]:
-    """The ids Chroma holds that pass the filters."""
-    found: set[str] = set()
-    for i in range(0, len(ids), max_batch):
-        got = collection.get(
-            ids=list(ids[i : i + max_batch]),
-            where=dict(where) if where else None,
-            where_document=dict(where_document) if where_document else None,
-            include=[],
-        )
-        found.update(got["ids"])
-    return found
+    """Chroma's top ``n`` by cosine similarity (``score = dense_score = 1 - distance``)."""
+    return [
+        _hit(hid, score, meta, doc, dense_score=score)
+        for hid, score, meta, doc in collection.query(vector, n, where, where_document)
+    ]
 
 
 def _lexical_ranked(
-    collection: Any,
+    collection: ChromaCollection,
     lexical: Any,
     text: str,
     n: int,
     where: Mapping[str, Any] | None,
     where_document: Mapping[str, Any] | None,
-    max_batch: int,
 ) -> list[tuple[str, float]]:
     """The lexical index's top ``n`` as ``(id, BM25)``, filtered like Chroma.
 
@@ -170,7 +119,7 @@ def _lexical_ranked(
     limit = n
     while True:
         cands = lexical.search(text, limit, where)
-        ok = _passing(collection, [h.id for h in cands], where, where_document, max_batch)
+        ok = collection.filter_ids([h.id for h in cands], where, where_document)
         ranked = [(h.id, h.score) for h in cands if h.id in ok]
         if len(ranked) >= n or len(cands) < limit or limit >= MAX_LEXICAL_SCAN:
             if len(ranked) < n and len(cands) >= limit:
@@ -180,12 +129,11 @@ def _lexical_ranked(
 
 
 def _materialize(
-    collection: Any,
+    collection: ChromaCollection,
     ranked: Sequence[tuple[str, float, float | None, float | None]],
     k: int,
     where: Mapping[str, Any] | None,
     where_document: Mapping[str, Any] | None,
-    max_batch: int,
 ) -> list[SearchHit]:
     """The first ``k`` of ``(id, score, dense_score, lexical_score)`` as hits, with Chroma's metadata and
     text; an id Chroma does not return (the lexical index is out of step) is skipped, with a warning."""
@@ -193,18 +141,9 @@ def _materialize(
     missing = 0
     pos = 0
     while len(out) < k and pos < len(ranked):
-        chunk = ranked[pos : pos + min(k - len(out), max_batch)]
+        chunk = ranked[pos : pos + (k - len(out))]
         pos += len(chunk)
-        got = collection.get(
-            ids=[r[0] for r in chunk],
-            where=dict(where) if where else None,
-            where_document=dict(where_document) if where_document else None,
-            include=["metadatas", "documents"],
-        )
-        n = len(got["ids"])
-        metas = got.get("metadatas") or [None] * n
-        docs = got.get("documents") or [None] * n
-        found = {hid: (m, d) for hid, m, d in zip(got["ids"], metas, docs)}
+        found = collection.records([r[0] for r in chunk], where, where_document)
         for hid, score, dense, lex in chunk:
             if hid in found:
                 out.append(_hit(hid, score, *found[hid], dense_score=dense, lexical_score=lex))
@@ -230,7 +169,7 @@ def fused_ranking(
 
 
 def search(
-    collection: Any,
+    collection: ChromaCollection,
     lexical: Any | None,
     query: Any,
     k: int,
@@ -239,13 +178,13 @@ def search(
     where: Mapping[str, Any] | None = None,
     where_document: Mapping[str, Any] | None = None,
     options: SearchOptions,
-    max_batch: int = 1000,
 ) -> list[SearchHit]:
-    """Top ``k`` hits in ``options.mode``.  ``embed_query()`` gives the query vector (called for the dense
-    side only); ``lexical`` is the collection's lexical index (``None``: lexical and hybrid refuse).
+    """Top ``k`` hits in ``options.mode`` from ``collection`` and its lexical index.
 
-    Dense and lexical candidates are ranked by ids and scores only; Chroma's metadata and text are read
-    for the ``k`` hits returned.
+    ``embed_query()`` gives the query vector (called for the dense side only); ``lexical`` is a
+    :class:`~umr.store.lexical.LexicalIndex` (``None``: lexical and hybrid refuse).  Dense and lexical
+    candidates are ranked by ids and scores only; Chroma's metadata and text are read for the ``k``
+    hits returned.
     """
     if options.mode == "dense":
         return dense_hits(collection, embed_query(), k, where, where_document)
@@ -259,16 +198,16 @@ def search(
     if options.mode == "lexical":
         if text is None:
             raise QueryError("lexical search needs a text query (got an image-only query); use mode='dense' or 'hybrid'")
-        ranked = _lexical_ranked(collection, lexical, text, k, where, where_document, max_batch)
-        return _materialize(collection, [(i, s, None, s) for i, s in ranked], k, where, where_document, max_batch)
+        ranked = _lexical_ranked(collection, lexical, text, k, where, where_document)
+        return _materialize(collection, [(i, s, None, s) for i, s in ranked], k, where, where_document)
     depth = options.depth_for(k)
-    dense = _dense_ranked(collection, embed_query(), depth, where, where_document)
+    dense = collection.query_ids(embed_query(), depth, where, where_document)
     lex: list[tuple[str, float]] = []
     if text is None:
         logger.info("hybrid search of an image-only query: dense side only")
     else:
         try:
-            lex = _lexical_ranked(collection, lexical, text, depth, where, where_document, max_batch)
+            lex = _lexical_ranked(collection, lexical, text, depth, where, where_document)
         except QueryError as exc:
             logger.info("hybrid search: %s; dense side only", exc)
-    return _materialize(collection, fused_ranking(dense, lex, options), k, where, where_document, max_batch)
+    return _materialize(collection, fused_ranking(dense, lex, options), k, where, where_document)

@@ -14,36 +14,24 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .index import LexicalConfig, LexicalIndex, LexicalRecord, LexicalWriter, SyncReport, records_from_chroma
 
+if TYPE_CHECKING:
+    from ..collection import ChromaCollection
+
 logger = logging.getLogger(__name__)
 
-_CHUNK = 1000
+def chroma_ids(collection: ChromaCollection) -> set[str]:
+    """Every id of a Chroma collection."""
+    return collection.all_ids()
 
 
-def chroma_ids(collection: Any, chunk: int = _CHUNK) -> set[str]:
-    """Every id of a Chroma collection (read in pages of ``chunk``)."""
-    out: set[str] = set()
-    offset = 0
-    while True:
-        got = collection.get(limit=chunk, offset=offset, include=[])
-        ids = got["ids"]
-        out.update(ids)
-        if len(ids) < chunk:
-            return out
-        offset += len(ids)
-
-
-def chroma_records(collection: Any, ids: Sequence[str], max_batch: int = _CHUNK) -> list[LexicalRecord]:
+def chroma_records(collection: ChromaCollection, ids: Sequence[str]) -> list[LexicalRecord]:
     """The lexical records of these Chroma ids (their stored text and metadata)."""
-    out: list[LexicalRecord] = []
-    for i in range(0, len(ids), max_batch):
-        got = collection.get(ids=list(ids[i : i + max_batch]), include=["documents", "metadatas"])
-        n = len(got["ids"])
-        out += records_from_chroma(got["ids"], got.get("documents") or [None] * n, got.get("metadatas") or [None] * n)
-    return out
+    found = collection.records(ids)
+    return [LexicalRecord(i, found[i][1], found[i][0]) for i in ids if i in found]
 
 
 class LexicalMirror:
@@ -54,10 +42,9 @@ class LexicalMirror:
     mirror Chroma writes just made.
     """
 
-    def __init__(self, collection: Any, lexical: LexicalIndex, max_batch: int = _CHUNK) -> None:
+    def __init__(self, collection: ChromaCollection, lexical: LexicalIndex) -> None:
         self.collection = collection
         self.lexical = lexical
-        self.max_batch = max(1, min(int(max_batch), _CHUNK))
         self._checked = False
         self._warned = False
 
@@ -77,17 +64,17 @@ class LexicalMirror:
         """Compare ids with Chroma and fill the missing side (when ``force``, or when the counts differ)."""
         self._checked = True
         with self.lexical.writer():
-            if not force and self.lexical.count() == int(self.collection.count()):
+            if not force and self.lexical.count() == self.collection.count():
                 return None
             if force:
                 logger.info("lexical index at %s: the last write did not finish; comparing with Chroma", self.path)
             else:
                 logger.info("lexical index at %s holds %d records, Chroma %d; comparing ids", self.path,
-                            self.lexical.count(), int(self.collection.count()))
+                            self.lexical.count(), self.collection.count())
             return self.lexical.sync(chroma_ids(self.collection), self._fetch)
 
     def _fetch(self, ids: list[str]) -> list[LexicalRecord]:
-        return chroma_records(self.collection, ids, self.max_batch)
+        return chroma_records(self.collection, ids)
 
     def upserted(self, ids: Sequence[str], documents: Sequence[str | None],
                  metadatas: Sequence[Mapping[str, Any] | None]) -> None:
@@ -113,7 +100,7 @@ class LexicalMirror:
         if self._warned:
             return
         self._warned = True
-        lexical, chroma = self.lexical.count(), int(self.collection.count())
+        lexical, chroma = self.lexical.count(), self.collection.count()
         if self.lexical.needs_repair or lexical != chroma:
             logger.warning(
                 "the lexical index at %s is out of step with Chroma (%d vs %d records%s): lexical and hybrid "
