@@ -54,6 +54,8 @@ class Embedder(RecipePrompts):
     >>> scores = q @ d.T                                                           # doctest: +SKIP
 
     Vectors are float32 numpy arrays, L2-normalised, so a dot product is the cosine similarity.
+    ``embedder.engine`` is the engine the recipe names (``umr.engines``); ``embedder.processor`` its
+    backbone processor (None when the checkpoint's own code preprocesses).
     """
 
     def __init__(

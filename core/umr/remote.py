@@ -79,11 +79,17 @@ class RemoteEmbedder(RecipePrompts):
     >>> emb = RemoteEmbedder("http://localhost:8001", "Alibaba-NLP/gme-Qwen2-VL-2B-Instruct")  # doctest: +SKIP
     >>> emb.embed_documents(["page1.png", {"text": "caption", "image": "photo.jpg"}])        # doctest: +SKIP
 
-    ``model``: the name the server serves (``--served-model-name``); ``recipe``: the recipe of that model
-    when the name is not a known model id.  ``api_key``: bearer token (default ``$UMR_API_KEY``).
+    ``base_url``: the server (``http://host:port``; a trailing ``/v1`` is dropped).  ``model``: the name
+    the server serves (``--served-model-name``); ``recipe``: the recipe of that model when the name is
+    not a known model id (its engine must be servable: umr renders the prompts).  ``api``: ``"vllm"``
+    or ``"sglang"`` request forms.  ``api_key``: bearer token (default ``$UMR_API_KEY``).
     ``timeout``: seconds per request; ``max_retries``: retries of a failed request, ``backoff`` seconds
     doubling each time (capped at ``max_backoff``; a ``Retry-After`` header wins).  ``concurrency``:
-    requests in flight; ``batch_size``: text prompts per request.  ``image_transport``: ``"data"`` sends
+    requests in flight; ``batch_size``: text prompts per request.  ``query_instruction``: the task
+    instruction queries get when a call gives none.  ``dim``: keep the first ``dim`` dims of the server's
+    vectors (Matryoshka), re-normalised.  ``min_pixels`` / ``max_pixels``: pixel budget of one image
+    (default: the recipe's); ``send_pixel_budget``: pass it to vLLM as ``mm_processor_kwargs``.
+    Images are made RGB as the recipe's reference does (``recipe.alpha``).  ``image_transport``: ``"data"`` sends
     images as PNG data URIs; ``"file"`` sends ``file://`` URLs of image files (the server must see the
     same files: ``vllm serve --allowed-local-media-path``).  ``check_model``: ask ``/v1/models`` first.
     ``transport``: an ``httpx`` transport (tests).
@@ -330,6 +336,14 @@ class RemoteReranker:
     text + image) goes as ``{"content": [image_url part, text part]}`` for servers whose model takes
     images (for example ``jinaai/jina-reranker-m0``).  The server's model decides the prompt: a
     per-call ``instruction`` is not supported and raises.
+
+    ``base_url``: the server (``http://host:port``; a trailing ``/v1`` is dropped); ``model``: the name
+    it serves; ``api_key``: bearer token (default ``$UMR_API_KEY``); ``api``: ``"score"`` or
+    ``"rerank"``; ``timeout``: seconds per request; ``max_retries``: retries of a failed request (429,
+    5xx, connection errors, timeouts), ``backoff`` seconds doubling each time up to ``max_backoff`` (a
+    ``Retry-After`` header wins); ``max_pixels``: images are resized to at most this many pixels before
+    sending (alpha dropped); ``check_model``: ask ``/v1/models`` first; ``transport``: an ``httpx``
+    transport (tests).
     """
 
     def __init__(

@@ -7,11 +7,15 @@ from the next-token logits of the recipe's two answer tokens (``Yes``/``No``, ``
 * ``softmax``: P(yes) = softmax([logit_yes, logit_no])[0] (zero-shot Qwen-VL, MonoQwen2-VL);
 * ``sigmoid``: sigmoid(logit_yes - logit_no) (Qwen3-VL-Reranker); the same number for two logits.
 
-Only the last position's final hidden state meets the two lm_head rows of the answer tokens (a (2, H)
-slice of the weight, taken once at load time); the full-vocabulary lm_head is never applied. Pairs are
+``Reranker`` is the front door: it coerces the query and candidates, resolves the instruction, renders
+each pair's prompt from the recipe and turns logits into scores. The engine the recipe names
+(``umr.engines``; today the native one, ``umr.engines.native.NativeRerankEngine``) does the work: only
+the last position's final hidden state meets the two lm_head rows of the answer tokens (a (2, H) slice
+of the weight, taken once at load time), so the full-vocabulary lm_head is never applied. Pairs are
 sorted by token cost (a page image costs hundreds of visual tokens, a text chunk a few dozen), packed
 into batches under a padded-token budget, left-padded so the last position is every row's answer slot,
-and the scores come back in the caller's order.
+and the scores come back in the caller's order. Ranking and fusion with first-stage scores live in the
+torch-free ``umr.ranking`` (``fuse``, ``rank_scores`` are importable from here too).
 
 >>> rr = Reranker.from_pretrained("Qwen/Qwen3-VL-Reranker-2B")                  # doctest: +SKIP
 >>> rr.rerank("revenue in 2023?", ["page1.png", "page2.png", "a text chunk"])   # doctest: +SKIP
@@ -79,6 +83,9 @@ class Reranker:
 
     Queries and candidates are any umr inputs: text, an image (path, ``file://`` URI, PIL image, bytes)
     or both (``{"text": ..., "image": ...}``). Scores are floats in [0, 1].
+
+    ``Reranker(model, tokenizer, image_processor, recipe, model_id=..., device=..., dtype=...)`` wraps
+    parts loaded elsewhere (tests, custom loading); the keyword options are those of ``from_pretrained``.
     """
 
     def __init__(
