@@ -41,12 +41,12 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from umr.backbones.base import to_rgb
 from umr.backbones.qwen_vl.processing import (
     QWEN_UTILS_MAX_PIXELS,
     QWEN_UTILS_MIN_PIXELS,
     clamp_aspect,
     smart_resize,
-    to_rgb,
 )
 from umr.engines import get_engine
 from umr.engines.remote_server import (  # noqa: F401 - re-exported: the old import paths

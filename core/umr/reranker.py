@@ -35,7 +35,6 @@ import torch
 
 from umr import modeling
 from umr.backbones.base import BackboneProcessor
-from umr.backbones.qwen_vl.modeling import answer_head  # noqa: F401 - re-exported (old import path)
 from umr.engines import rerank_engine_class
 from umr.engines.base import RerankEngine, source_path
 from umr.errors import InputError
@@ -365,3 +364,13 @@ def _coerce_candidates(candidates: Any) -> list[MultimodalInput]:
         except (TypeError, InputError) as exc:
             raise type(exc)(f"candidate #{i}: {exc}") from None
     return out
+
+
+def __getattr__(name: str) -> Any:
+    # ``answer_head`` moved to the Qwen-VL backbone; the old import path still works, loaded lazily so
+    # that this generic module imports nothing family-specific.
+    if name == "answer_head":
+        from umr.backbones.qwen_vl.modeling import answer_head
+
+        return answer_head
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

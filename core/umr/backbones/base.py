@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
+from PIL import Image
 
 from umr.inputs import MultimodalInput
 
@@ -31,6 +32,43 @@ if TYPE_CHECKING:  # pragma: no cover
 #: (transformers 5 ``image_transforms.convert_to_rgb``).
 AlphaMode = Literal["drop", "white-rgba", "white-any"]
 ALPHA_MODES: tuple[str, ...] = ("drop", "white-rgba", "white-any")
+
+
+def to_rgb(img: Image.Image, alpha: AlphaMode = "drop") -> Image.Image:
+    """An RGB image the way the recipe's reference code makes one (see ``AlphaMode``).
+
+    - ``"drop"``: ``img.convert("RGB")``: the colour stored under transparent pixels shows (GME's
+      ``fetch_image``, qwen-vl-utils before 2025, transformers 4 ``convert_to_rgb``).
+    - ``"white-rgba"``: mode RGBA is pasted on white with its alpha as the mask; every other mode
+      (LA, P with a transparency key, ...) is ``convert("RGB")`` (qwen-vl-utils' ``to_rgb``).
+    - ``"white-any"``: any image with an alpha band or a transparency key goes through RGBA and is
+      alpha-composited on white (transformers 5 ``convert_to_rgb``).
+
+    16-bit and float greyscale images are first scaled to 8 bits (their maximum, or their range, maps to
+    255): ``convert`` would clip them to white.
+    """
+    if img.mode == "RGB":
+        return img
+    if alpha == "white-rgba" and img.mode == "RGBA":
+        background = Image.new("RGB", img.size, (255, 255, 255))
+        background.paste(img, mask=img.getchannel("A"))
+        return background
+    if alpha == "white-any" and ("A" in img.getbands() or img.info.get("transparency") is not None):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if alpha not in ALPHA_MODES:
+        raise ValueError(f"unknown alpha mode {alpha!r}; valid: {', '.join(ALPHA_MODES)}")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = arr.max() or 1.0
+        img = Image.fromarray((arr * (255.0 / top)).clip(0, 255).astype(np.uint8), mode="L")
+    elif img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        img = Image.fromarray(((arr - lo) * scale).clip(0, 255).astype(np.uint8), mode="L")
+    return img.convert("RGB")
 
 
 @dataclass(frozen=True)

@@ -74,16 +74,13 @@ class NativeEmbedEngine(EmbedEngine):
         max_pixels: int,
         pooler: Pooler | None = None,
     ) -> None:
-        from umr.backbones.qwen_vl.processing import QWEN_UTILS_MAX_PIXELS, QWEN_UTILS_MIN_PIXELS
-
         self.model = model
         self.recipe = recipe
         self.device = device
         self.dtype = dtype
         self.backbone = backbone_of(model, recipe.backbone)
-        pre_budget = (
-            (min_pixels, max_pixels) if recipe.pre_resize_to_budget else (QWEN_UTILS_MIN_PIXELS, QWEN_UTILS_MAX_PIXELS)
-        )
+        # the first resize uses the recipe's budget, or (None) the backbone's reference defaults
+        pre_budget = (min_pixels, max_pixels) if recipe.pre_resize_to_budget else None
         self.processor = self.backbone.make_processor(
             tokenizer,
             image_processor,

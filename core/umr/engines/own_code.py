@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 
 from umr import modeling
-from umr.backbones.qwen_vl.processing import to_rgb
+from umr.backbones.base import to_rgb
 from umr.engines.base import EmbedCall, EmbedEngine, Parts, Prompter
 from umr.inputs import MultimodalInput
 from umr.recipes import EmbedRecipe
