@@ -298,6 +298,12 @@ class Reranker:
         return rank_scores(self.score(query, candidates, instruction, **kwargs), n)
 
     # -- internals --------------------------------------------------------------------------------------
+    def _prepare(self, query: MultimodalInput, items: list[MultimodalInput], instruction: str) -> list[Any]:
+        """The engine's tokenised pairs of one call (each knows its ``num_tokens``); benchmarks read it."""
+        return self.engine.prepare_pairs(  # type: ignore[attr-defined, no-any-return]
+            query, items, self.prompt_for(query, instruction), instruction
+        )
+
     def _run(
         self,
         query: MultimodalInput,
