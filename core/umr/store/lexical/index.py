@@ -478,15 +478,6 @@ class LexicalIndex:
         pre, _ = self._filters.translate(where)
         return self._run(s, self.query_terms(query, s), k, pre)
 
-    def score(self, query: str, ids: Sequence[str]) -> dict[str, float]:
-        """BM25 scores of ``query`` for the given records (those that match at least one term)."""
-        ids = list(dict.fromkeys(ids))
-        if not ids:
-            return {}
-        s = self._searcher()
-        only = self._t.Query.term_set_query(self._schema, "id", ids)
-        return {h.id: h.score for h in self._run(s, self.query_terms(query, s), len(ids), only)}
-
     def _run(self, s: Any, terms: list[str], k: int, restrict: Any | None) -> list[LexicalHit]:
         t = self._t
         should = [(t.Occur.Should, t.Query.term_query(self._schema, "text", x, index_option="freq")) for x in terms]
