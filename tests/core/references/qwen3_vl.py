@@ -125,8 +125,8 @@ class Qwen3VLRerankerReference:
         for doc in candidates:  # one pair per forward, as the default batch of the reference class
             q = _content(query[0], _fetch(query[1]) if query[1] is not None else None) or [{"type": "text", "text": "NULL"}]
             d = _content(doc[0], _fetch(doc[1]) if doc[1] is not None else None) or [{"type": "text", "text": "NULL"}]
-            content = ([{"type": "text", "text": "<Instruct>: " + (instruction or RERANK_DEFAULT_INSTRUCTION)},
-                        {"type": "text", "text": "<Query>:"}] + q + [{"type": "text", "text": "\n<Document>:"}] + d)
+            content = [{"type": "text", "text": "<Instruct>: " + (instruction or RERANK_DEFAULT_INSTRUCTION)},
+                       {"type": "text", "text": "<Query>:"}, *q, {"type": "text", "text": "\n<Document>:"}, *d]
             messages = [{"role": "system", "content": [{"type": "text", "text": RERANK_SYSTEM}]},
                         {"role": "user", "content": content}]
             images = [c["image"] for c in content if c["type"] == "image"]
