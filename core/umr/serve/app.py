@@ -210,7 +210,8 @@ def create_app(
         store = ChromaStore(QueuedEmbedder(embedder, embed_service), **store_options)
     upload_dir = config.upload_dir
     if upload_dir is None and store is not None and getattr(store, "path", None) is not None:
-        upload_dir = Path(store.path) / "uploads"
+        # beside the database, not inside it: the store never indexes files under its own folder
+        upload_dir = Path(str(store.path).rstrip("/\\") + "-uploads")
     jobs = JobRunner(store) if store is not None else None
     metrics.bind_gauges(embed_service, rerank_service, jobs)
 

@@ -41,7 +41,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--image-dir", default=os.environ.get("UMR_IMAGE_DIR"), metavar="DIR",
                    help="page image folder (default <db>/images)")
     g.add_argument("--upload-dir", default=None, metavar="DIR",
-                   help="where uploaded files are kept (default <db>/uploads)")
+                   help="where uploaded files are kept, outside the database folder (default <db>-uploads)")
     g = p.add_argument_group("models")
     g.add_argument("--model", default=None, help="embedding model id or folder (default: GME-Qwen2-VL-2B)")
     g.add_argument("--recipe", default=None, help="recipe of a local embedding model folder")

@@ -144,6 +144,10 @@ class JobRunner:
             job.failed = [{"source": safe_display(e.source), "reason": str(e.reason)} for e in report.failed]
             job.pages_done = max(job.pages_done, job.total_pages - len(job.failed))
             job.status = "done"
+            accounted = report.files_indexed + report.files_skipped + len(report.failed)
+            if accounted < len(job.files):
+                job.error = (f"{len(job.files) - accounted} file(s) were not indexed; is the upload folder inside "
+                             "the store's folder?")
         job.finished = time.time()
         if self._on_change is not None:
             self._on_change(job)

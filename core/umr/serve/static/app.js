@@ -59,9 +59,9 @@ async function loadImage(img, url) {
 
 function openViewer(hit) {
   const dialog = $("viewer");
-  $("viewer-title").textContent = `${hit.name}, page ${hit.page + 1}`;
+  $("viewer-title").textContent = `${hit.name}, page ${hit.page}`;
   const img = $("viewer-image");
-  img.alt = `Page ${hit.page + 1} of ${hit.name} at full size`;
+  img.alt = `Page ${hit.page} of ${hit.name} at full size`;
   loadImage(img, hit.image_url).catch((e) => { $("viewer-title").textContent += " (" + e.message + ")"; });
   dialog.showModal();
   $("viewer-close").focus();
@@ -74,9 +74,9 @@ function renderHit(hit, rank) {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "thumb";
-    button.setAttribute("aria-label", `Open page ${hit.page + 1} of ${hit.name} at full size`);
+    button.setAttribute("aria-label", `Open page ${hit.page} of ${hit.name} at full size`);
     const img = document.createElement("img");
-    img.alt = `Page ${hit.page + 1} of ${hit.name}`;
+    img.alt = `Page ${hit.page} of ${hit.name}`;
     img.loading = "eager";
     button.appendChild(img);
     button.addEventListener("click", () => openViewer(hit));
@@ -96,7 +96,7 @@ function renderHit(hit, rank) {
   meta.appendChild(document.createElement("br"));
   const detail = document.createElement("span");
   detail.className = "score";
-  detail.textContent = `page ${hit.page + 1}${pages} · ${score}`;
+  detail.textContent = `page ${hit.page}${pages} · ${score}`;
   meta.appendChild(detail);
   meta.title = hit.source;
   li.appendChild(meta);
