@@ -209,9 +209,7 @@ def parse_inputs(
         raise ApiError(400, "input must not be empty", field)
     if all(isinstance(p, int) and not isinstance(p, bool) for p in value):
         raise ApiError(400, "token ids are not accepted; send text", field)
-    if all(isinstance(p, Mapping) and "type" in p for p in value):
-        # OpenAI-style list of content parts: one input per part (vLLM takes a list of parts the same way)
-        pass
+    # a list of content parts is one input per part; a list of lists of parts is one fused input per list
     if len(value) > max_inputs:
         raise ApiError(400, f"{len(value)} inputs is over this server's limit of {max_inputs} per request", field)
     return [parse_input(v, f"{field}[{i}]", max_pixels=max_pixels, allowed=allowed) for i, v in enumerate(value)]
