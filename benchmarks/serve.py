@@ -154,8 +154,7 @@ def server(mode: str, model_dir: Path, reranker_dir: Path, threads: int, how: st
         finally:
             srv.should_exit = True
             t.join(10)
-            app.state.embed_service.close()
-            app.state.rerank_service.close()
+            app.state.close()
         return
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                PYTHONPATH=os.pathsep.join([str(_common.REPO_ROOT / "core"), os.environ.get("PYTHONPATH", "")]))

@@ -75,11 +75,7 @@ def make_app(tiny_embedder: Any, tiny_reranker: Any) -> Iterator[Callable[..., A
 
     yield build
     for app in apps:
-        app.state.embed_service.close()
-        if app.state.rerank_service is not None:
-            app.state.rerank_service.close()
-        if app.state.jobs is not None:
-            app.state.jobs.close()
+        app.state.close()
 
 
 def free_port() -> int:

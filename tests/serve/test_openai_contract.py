@@ -110,4 +110,4 @@ def test_matryoshka_dimensions(tmp_path_factory: pytest.TempPathFactory) -> None
             assert r.status_code == 400 and r.json()["error"]["param"] == "dimensions"
             assert "64 to 128" in r.json()["error"]["message"]
     finally:
-        app.state.embed_service.close()
+        app.state.close()

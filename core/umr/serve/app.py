@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -22,7 +23,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -204,10 +205,11 @@ def create_app(
                       observe=lambda n, s: metrics.observe_batch("rerank", n, s))
         if reranker is not None else None
     )
-    if store is None and store_options is not None:
+    own_store = store is None and store_options is not None
+    if own_store:
         from umr.store import ChromaStore
 
-        store = ChromaStore(QueuedEmbedder(embedder, embed_service), **store_options)
+        store = ChromaStore(QueuedEmbedder(embedder, embed_service), **(store_options or {}))
     upload_dir = config.upload_dir
     if upload_dir is None and store is not None and getattr(store, "path", None) is not None:
         # beside the database, not inside it: the store never indexes files under its own folder
@@ -221,7 +223,21 @@ def create_app(
     rerank_public = (config.served_reranker_name or str(reranker.model_id)) if reranker is not None else None
     recipe = getattr(embedder, "recipe", None)
 
-    app = FastAPI(title="umr serve", version=__version__, docs_url="/docs", redoc_url=None)
+    def _close() -> None:
+        embed_service.close()
+        if rerank_service is not None:
+            rerank_service.close()
+        if jobs is not None:
+            jobs.close()
+        if own_store and hasattr(store, "close"):
+            store.close()  # its render workers
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        _close()
+
+    app = FastAPI(title="umr serve", version=__version__, docs_url="/docs", redoc_url=None, lifespan=lifespan)
     app.state.embed_service = embed_service
     app.state.rerank_service = rerank_service
     app.state.store = store
@@ -229,13 +245,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.config = config
 
-    @app.on_event("shutdown")
-    def _shutdown() -> None:
-        embed_service.close()
-        if rerank_service is not None:
-            rerank_service.close()
-        if jobs is not None:
-            jobs.close()
+    app.state.close = _close
 
     # -- errors: every refusal is JSON naming the field --------------------------------------------------
     @app.exception_handler(ApiError)
