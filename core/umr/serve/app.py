@@ -323,6 +323,7 @@ def create_app(
             "id": embed_public, "object": "model", "owned_by": "umr", "root": str(embedder.model_id),
             "kind": "embedding", "dim": int(embedder.dim), "recipe": getattr(recipe, "name", None),
             "max_pixels": getattr(embedder, "max_pixels", None),
+            "fingerprint": getattr(embedder, "fingerprint", None),
         }]
         if reranker is not None:
             data.append({"id": rerank_public, "object": "model", "owned_by": "umr", "root": str(reranker.model_id),
