@@ -374,9 +374,7 @@ class RemoteEmbedder(RecipePrompts):
         texts: list[int] = []
         if self.api == "umr":
             jobs = self._umr_jobs(items, side, instruction, size)
-        for i, item in enumerate(items):
-            if self.api == "umr":
-                break
+        for i, item in enumerate(items if self.api != "umr" else ()):
             mi = self._with_text_only_image(item)
             if self.api == "sglang":
                 continue
