@@ -1,0 +1,62 @@
+"""Multi-vector (late-interaction) recipes as data: the ColQwen family.
+
+Facts from colpali-engine's ``ColQwen2Processor`` / ``ColQwen2_5_Processor`` and the ``ColQwen2`` /
+``ColQwen2_5`` models, and the model cards:
+
+* pages are images rendered into ``<|im_start|>user\\n<|vision_start|><|image_pad|><|vision_end|>Describe
+  the image.<|im_end|><|endoftext|>`` (the image pad expanded to one token per merged 28x28 patch);
+* queries are ``"Query: " + text + "<|endoftext|>" * 10`` (ten augmentation tokens, no chat markup);
+* the processor resizes images once, within ``4 * 28 * 28`` and ``768 * 28 * 28`` pixels
+  (``max_num_visual_tokens = 768``); the tokenizer pads on the left;
+* the model is the Qwen-VL base model (causal attention, its own M-RoPE positions); every token's final
+  hidden state goes through ``custom_text_proj`` (a linear layer to 128 dims, with bias), is
+  L2-normalised and multiplied by the attention mask (``mask_non_image_embeddings`` is off by default);
+* the published ``vidore`` checkpoints are LoRA adapters on a ``*-base`` checkpoint that holds the
+  backbone and the projection head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from umr.recipes import QWEN_IMAGE_PAD
+
+COLQWEN_PAGE_PROMPT = (
+    "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe the image.<|im_end|><|endoftext|>"
+)
+
+
+@dataclass(frozen=True)
+class MultiVectorRecipe:
+    """How a late-interaction model turns a query or a page into one normalised vector per token."""
+
+    name: str
+    family: str
+    backbone: str  # transformers model_type (qwen2_vl, qwen2_5_vl)
+    #: the page prompt; ``image_pad_token`` in it is expanded to the image's visual tokens
+    page_prompt: str = COLQWEN_PAGE_PROMPT
+    query_prefix: str = "Query: "
+    #: appended to every query (colpali-engine: the augmentation token ten times)
+    query_suffix: str = "<|endoftext|>" * 10
+    image_pad_token: str = QWEN_IMAGE_PAD
+    min_pixels: int = 4 * 28 * 28
+    max_pixels: int = 768 * 28 * 28
+    padding_side: str = "left"
+    #: name of the projection head's weights in the checkpoint (``<head>.weight`` / ``<head>.bias``)
+    head: str = "custom_text_proj"
+    dim: int = 128
+    #: keep only the image tokens of a page (colpali-engine's ``mask_non_image_embeddings``)
+    mask_non_image_tokens: bool = False
+    #: the published checkpoint is a LoRA adapter; this is its base when adapter_config.json names none
+    adapter_of: str | None = None
+    preferred_dtype: str = "bfloat16"
+
+
+COLQWEN2 = MultiVectorRecipe(name="colqwen2", family="ColQwen2", backbone="qwen2_vl", adapter_of="vidore/colqwen2-base")
+COLQWEN2_5 = MultiVectorRecipe(
+    name="colqwen2.5", family="ColQwen2.5", backbone="qwen2_5_vl", adapter_of="vidore/colqwen2.5-base"
+)
+# colnomic-embed-multimodal (nomic-ai): ColQwen2.5 architecture and processor, trained by Nomic
+COLNOMIC = MultiVectorRecipe(name="colnomic", family="ColNomic", backbone="qwen2_5_vl")
+
+MULTI_VECTOR_RECIPES: dict[str, MultiVectorRecipe] = {r.name: r for r in (COLQWEN2, COLQWEN2_5, COLNOMIC)}
