@@ -118,6 +118,9 @@ class Embedder(RecipePrompts):
         self._lock = threading.Lock()
         self._fingerprint_seed = fingerprint_seed
 
+    #: one vector per input (a multi-vector model says ``multi_vector = True``)
+    multi_vector = False
+
     # -- construction ---------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(
@@ -139,10 +142,32 @@ class Embedder(RecipePrompts):
     ) -> Embedder:
         """Load an embedder from a hub id or a local directory.
 
+        A multi-vector (late-interaction) model (``vidore/colqwen2.5-v0.2``, ``vidore/colqwen2-v1.0``,
+        ``nomic-ai/colnomic-embed-multimodal-3b`` / ``-7b``) gives a :class:`umr.late.LateInteractionModel`,
+        whose ``embed_queries`` / ``embed_documents`` return :class:`umr.late.MultiVectors` (one
+        ``(n_tokens, 128)`` array per input).
+
         ``recipe`` names the recipe for a local directory whose recipe cannot be inferred (a ``umr.json``
         marker or a folder named like the hub repository is enough). ``dtype`` defaults to bf16 on CUDA
         and float32 on CPU; ``attn_implementation`` to SDPA (FlashAttention 2 when installed on CUDA).
         """
+        from umr.late.recipes import multi_vector_recipe_name
+
+        if multi_vector_recipe_name(model_id_or_path, recipe) is not None:
+            # a late-interaction model: one vector per token (embed_* return umr.late.MultiVectors)
+            from umr.late.model import LateInteractionModel
+
+            if dim is not None or query_instruction is not None or trust_remote_code:
+                raise ValueError(
+                    f"{os.fspath(model_id_or_path)!r} is a multi-vector (late-interaction) model with fixed "
+                    "128-d token vectors and a fixed query prompt: drop dim=, query_instruction= and "
+                    "trust_remote_code="
+                )
+            return LateInteractionModel.from_pretrained(  # type: ignore[return-value]
+                model_id_or_path, recipe=recipe, device=device, dtype=dtype,
+                attn_implementation=attn_implementation, min_pixels=min_pixels, max_pixels=max_pixels,
+                batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+            )
         name = resolve_recipe_name(model_id_or_path, recipe, "embedding")
         rec = EMBED_RECIPES[name]
         # a fine-tuned checkpoint records the pixel budget it was trained with (umr.json)
@@ -220,6 +245,16 @@ class Embedder(RecipePrompts):
         (a bulk-indexing driver names store ids with it without holding the model). Options that do not
         change vectors (device, dtype, batch sizes) are accepted and ignored.
         """
+        from umr.late.recipes import MULTI_VECTOR_RECIPES, late_fingerprint, multi_vector_recipe_name
+
+        late = multi_vector_recipe_name(model_id_or_path, recipe)
+        if late is not None:
+            mv = MULTI_VECTOR_RECIPES[late]
+            lo = int(min_pixels if min_pixels is not None else mv.min_pixels)
+            hi = int(max_pixels if max_pixels is not None else mv.max_pixels)
+            model_id = _source_id(model_id_or_path)
+            return {"model_id": model_id, "dim": mv.dim, "max_pixels": hi, "multi_vector": True,
+                    "fingerprint": late_fingerprint(model_id, late, lo, hi, mv.dim)}
         name = resolve_recipe_name(model_id_or_path, recipe, "embedding")
         rec = EMBED_RECIPES[name]
         if rec.trust_remote_code and trust_remote_code is not True:

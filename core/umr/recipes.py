@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from umr.errors import UnknownRecipeError
+from umr.late.recipes import MULTI_VECTOR_MODELS, MULTI_VECTOR_RECIPES
 
 Pooling = Literal["last", "mean"]
 Attention = Literal["causal", "bidirectional"]
@@ -432,8 +433,15 @@ DEFAULT_RERANKER = "Qwen/Qwen3-VL-Reranker-2B"
 # ---------------------------------------------------------------------------------------------------
 # Published checkpoints
 # ---------------------------------------------------------------------------------------------------
+#: late-interaction (multi-vector) embedders: their recipes live in ``umr.late.recipes``
+MULTI_VECTOR_ENTRIES: tuple[ModelEntry, ...] = tuple(
+    ModelEntry(m.model_id, m.recipe, "embedder", m.params, MULTI_VECTOR_RECIPES[m.recipe].dim, m.license, m.purpose)
+    for m in MULTI_VECTOR_MODELS
+)
+
 MODELS: tuple[ModelEntry, ...] = (
     *EMBED_MODELS,
+    *MULTI_VECTOR_ENTRIES,
     ModelEntry(
         "Qwen/Qwen3-VL-Reranker-2B", "qwen3-vl-reranker", "reranker", "2B", None, "apache-2.0",
         "default reranker; text, image and fused queries and candidates",
@@ -558,7 +566,12 @@ def list_recipes(kind: Literal["embedder", "reranker", "all"] = "all") -> list[d
     for entry in MODELS:
         if kind != "all" and entry.kind != kind:
             continue
-        if entry.kind == "embedder":
+        if entry.recipe in MULTI_VECTOR_RECIPES:
+            mv = MULTI_VECTOR_RECIPES[entry.recipe]
+            pooling = "every token (late interaction, MaxSim)"
+            dims = f"{mv.dim} per token"
+            backbone = mv.backbone
+        elif entry.kind == "embedder":
             r = EMBED_RECIPES[entry.recipe]
             pooling = _embed_pooling_text(r)
             dims = r.allowed_dims(entry.dim) if entry.dim is not None else "-"

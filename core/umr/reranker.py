@@ -180,7 +180,21 @@ class Reranker:
         A LoRA-adapter checkpoint (MonoQwen2-VL) needs ``peft`` (``pip install 'umr[peft]'``); its base
         model is the one its ``adapter_config.json`` names, or ``base_model`` (a local copy of
         ``Qwen/Qwen2-VL-2B-Instruct`` on an offline machine). The adapter is merged into the base weights.
+
+        A late-interaction model (``vidore/colqwen2.5-v0.2`` and the other ColQwen-family ids) gives a
+        :class:`umr.late.rerank.LateInteractionReranker`, which scores pairs by MaxSim.
         """
+        from umr.late.recipes import multi_vector_recipe_name
+
+        if multi_vector_recipe_name(model_id_or_path, recipe) is not None:
+            # a late-interaction model scores (query, candidate) pairs by MaxSim
+            from umr.late.rerank import LateInteractionReranker
+
+            return LateInteractionReranker.from_pretrained(  # type: ignore[return-value]
+                model_id_or_path, recipe=recipe, device=device, dtype=dtype, instruction=instruction,
+                base_model=base_model, attn_implementation=attn_implementation, min_pixels=min_pixels,
+                max_pixels=max_pixels, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+            )
         name = resolve_recipe_name(model_id_or_path, recipe, "reranking")
         rec = RERANK_RECIPES[name]
         dev = modeling.resolve_device(device)

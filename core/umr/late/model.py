@@ -30,43 +30,18 @@ import torch
 from umr import modeling
 from umr.errors import InputError, ModelNotFoundError, UnknownRecipeError
 from umr.inputs import InputLike, MultimodalInput, coerce_inputs
-from umr.late.recipes import MULTI_VECTOR_RECIPES, MultiVectorRecipe
+from umr.late.recipes import (
+    MULTI_VECTOR_MODELS,
+    MULTI_VECTOR_RECIPES,
+    MultiVectorRecipe,
+    late_fingerprint,
+    multi_vector_recipe_name,
+)
 from umr.late.result import MultiVectors
 from umr.late.scoring import maxsim
 from umr.processing import PreparedInput, Processor
-from umr.recipes import read_recipe_marker
 
 logger = logging.getLogger(__name__)
-
-#: published multi-vector checkpoints -> recipe name
-MULTI_VECTOR_MODELS: dict[str, str] = {
-    "vidore/colqwen2-v1.0": "colqwen2",
-    "vidore/colqwen2.5-v0.2": "colqwen2.5",
-    "nomic-ai/colnomic-embed-multimodal-3b": "colnomic",
-    "nomic-ai/colnomic-embed-multimodal-7b": "colnomic",
-}
-
-
-def multi_vector_recipe_name(model_id_or_path: str | os.PathLike, recipe: str | None = None) -> str | None:
-    """The multi-vector recipe of a model id, a local checkout (its ``umr.json``) or ``recipe``; None if
-    the model is not a multi-vector one."""
-    if recipe is not None:
-        key = recipe.strip().lower()
-        if key in MULTI_VECTOR_RECIPES:
-            return key
-        return MULTI_VECTOR_MODELS.get(key)
-    name = os.fspath(model_id_or_path)
-    path = Path(name).expanduser()
-    if path.is_dir():
-        marked = read_recipe_marker(path).get("recipe")
-        if isinstance(marked, str) and marked in MULTI_VECTOR_RECIPES:
-            return marked
-        for model_id, rec in MULTI_VECTOR_MODELS.items():
-            if model_id.split("/")[-1].lower() == path.name.lower():
-                return rec
-        return None
-    return MULTI_VECTOR_MODELS.get(name.strip().lower())
-
 
 class _ColModule(torch.nn.Module):
     """The module tree the head and the adapter attach to: ``model`` (Qwen-VL base) + the head."""
@@ -158,6 +133,10 @@ def _apply_adapter(module: _ColModule, adapter: Path) -> _ColModule:
 class LateInteractionModel:
     """A ColQwen-family model: ``embed_queries`` / ``embed_documents`` return :class:`MultiVectors`.
 
+    ``umr.Embedder.from_pretrained`` returns one for a multi-vector model id or checkout. The
+    single-vector parts of the ``Embedder`` API (``prepare_inputs`` / ``encode_prepared``, a fixed-size
+    vector per input) raise :class:`TypeError`: there is one vector per token, scored by MaxSim.
+
     >>> model = LateInteractionModel.from_pretrained("vidore/colqwen2.5-v0.2")     # doctest: +SKIP
     >>> q = model.embed_queries(["total revenue 2023"])                            # doctest: +SKIP
     >>> d = model.embed_documents(["page1.png", "page2.png"])                      # doctest: +SKIP
@@ -186,6 +165,7 @@ class LateInteractionModel:
         self.max_batch_tokens = int(max_batch_tokens)
         if self.batch_size < 1 or self.max_batch_tokens < 1:
             raise ValueError("batch_size and max_batch_tokens must be positive integers")
+        self.multi_vector = True
         self.head: torch.nn.Linear = getattr(module, recipe.head)
         self.dim = int(self.head.out_features)
         self._lock = threading.Lock()
@@ -193,6 +173,27 @@ class LateInteractionModel:
     @property
     def max_pixels(self) -> int:
         return self.processor.max_pixels
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies what the vectors depend on (model, recipe, pixel budget, dim)."""
+        from umr.embedder import _source_id
+
+        return late_fingerprint(_source_id(self.model_id), self.recipe.name, self.min_pixels, self.max_pixels,
+                                self.dim)
+
+    def _single_vector_only(self, what: str) -> TypeError:
+        return TypeError(
+            f"{what} gives one vector per input, but {self.model_id!r} ({self.recipe.family}) is a multi-vector "
+            "model (one 128-d vector per token, scored by MaxSim): use embed_queries / embed_documents, which "
+            "return umr.late.MultiVectors, and umr.late.maxsim or a umr store indexed with this model"
+        )
+
+    def prepare_inputs(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._single_vector_only("prepare_inputs / encode_prepared (fine-tuning)")
+
+    def encode_prepared(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._single_vector_only("encode_prepared (fine-tuning)")
 
     @property
     def min_pixels(self) -> int:
@@ -228,7 +229,7 @@ class LateInteractionModel:
         if name is None:
             raise UnknownRecipeError(
                 f"{os.fspath(model_id_or_path)!r} is not a known multi-vector model; valid ids: "
-                f"{', '.join(MULTI_VECTOR_MODELS)}; for a local folder pass recipe= one of "
+                f"{', '.join(m.model_id for m in MULTI_VECTOR_MODELS)}; for a local folder pass recipe= one of "
                 f"{', '.join(sorted(MULTI_VECTOR_RECIPES))}"
             )
         rec = MULTI_VECTOR_RECIPES[name]
@@ -258,9 +259,16 @@ class LateInteractionModel:
                         f"({named or rec.adapter_of!r}) as a local folder: download it and pass base_model="
                     )
                 base = found[0]
-        backbone = modeling.load_model(
-            base, name, head="base", device=torch.device("cpu"), dtype=dt, attn_implementation=attn
-        )
+        from transformers.utils import logging as hf_logging
+
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the head's keys are "unexpected" to the base model class: expected
+        try:
+            backbone = modeling.load_model(
+                base, name, head="base", device=torch.device("cpu"), dtype=dt, attn_implementation=attn
+            )
+        finally:
+            hf_logging.set_verbosity(verbosity)
         module = _ColModule(backbone, load_head(base, rec.head, dt), rec.head)
         if adapter:
             module = _apply_adapter(module, source)

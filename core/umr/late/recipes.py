@@ -17,9 +17,12 @@ Facts from colpali-engine's ``ColQwen2Processor`` / ``ColQwen2_5_Processor`` and
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
-from umr.recipes import QWEN_IMAGE_PAD
+# torch-free and independent of umr.recipes (which lists these models in its table)
+QWEN_IMAGE_PAD = "<|image_pad|>"
 
 COLQWEN_PAGE_PROMPT = (
     "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe the image.<|im_end|><|endoftext|>"
@@ -60,3 +63,74 @@ COLQWEN2_5 = MultiVectorRecipe(
 COLNOMIC = MultiVectorRecipe(name="colnomic", family="ColNomic", backbone="qwen2_5_vl")
 
 MULTI_VECTOR_RECIPES: dict[str, MultiVectorRecipe] = {r.name: r for r in (COLQWEN2, COLQWEN2_5, COLNOMIC)}
+
+
+@dataclass(frozen=True)
+class MultiVectorModel:
+    """A published multi-vector checkpoint: its id, recipe and the facts of the model table."""
+
+    model_id: str
+    recipe: str
+    params: str
+    license: str
+    purpose: str
+
+
+MULTI_VECTOR_MODELS: tuple[MultiVectorModel, ...] = (
+    MultiVectorModel(
+        "vidore/colqwen2.5-v0.2", "colqwen2.5", "3.8B", "see model card (Qwen2.5-VL-3B base: qwen-research)",
+        "late-interaction page retrieval (LoRA on vidore/colqwen2.5-base; needs umr[peft])",
+    ),
+    MultiVectorModel(
+        "vidore/colqwen2-v1.0", "colqwen2", "2.2B", "apache-2.0",
+        "late-interaction page retrieval (LoRA on vidore/colqwen2-base; needs umr[peft])",
+    ),
+    MultiVectorModel(
+        "nomic-ai/colnomic-embed-multimodal-3b", "colnomic", "3.8B",
+        "see model card (Qwen2.5-VL-3B base: qwen-research)", "late-interaction page retrieval",
+    ),
+    MultiVectorModel(
+        "nomic-ai/colnomic-embed-multimodal-7b", "colnomic", "8.3B", "apache-2.0",
+        "late-interaction page retrieval, larger",
+    ),
+)
+
+
+def _read_marker(path: Path) -> str | None:
+    import json
+
+    try:
+        data = json.loads((path / "umr.json").read_text())
+    except (OSError, ValueError):
+        return None
+    recipe = data.get("recipe") if isinstance(data, dict) else None
+    return recipe if isinstance(recipe, str) else None
+
+
+def multi_vector_recipe_name(model_id_or_path: str | os.PathLike, recipe: str | None = None) -> str | None:
+    """The multi-vector recipe of ``recipe`` (a recipe name or model id), of a local checkout (its
+    ``umr.json`` marker or a folder named like the hub repository) or of a published id; ``None`` when
+    the model is not a multi-vector one."""
+    by_id = {m.model_id.lower(): m.recipe for m in MULTI_VECTOR_MODELS}
+    if recipe is not None:
+        key = recipe.strip().lower()
+        return key if key in MULTI_VECTOR_RECIPES else by_id.get(key)
+    name = os.fspath(model_id_or_path)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        marked = _read_marker(path)
+        if marked is not None:
+            return marked if marked in MULTI_VECTOR_RECIPES else None
+        for m in MULTI_VECTOR_MODELS:
+            if m.model_id.split("/")[-1].lower() == path.name.lower():
+                return m.recipe
+        return None
+    return by_id.get(name.strip().lower())
+
+
+def late_fingerprint(model_id: str, recipe: str, min_pixels: int, max_pixels: int, dim: int) -> str:
+    """What a multi-vector model's vectors depend on, as a short hash (used in store ids)."""
+    import hashlib
+
+    seed = f"{model_id}|{recipe}|{min_pixels}|{max_pixels}|{dim}|multi-vector"
+    return hashlib.sha256(seed.encode()).hexdigest()[:16]

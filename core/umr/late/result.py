@@ -54,5 +54,14 @@ class MultiVectors(Sequence[np.ndarray]):
         """``(n_inputs, None, dim)``: the token axis has no single length."""
         return (len(self._arrays), None, self.dim)
 
+    def __array__(self, *args: object, **kwargs: object) -> np.ndarray:
+        raise TypeError(
+            "a multi-vector result holds one (n_tokens, dim) array per input, with different n_tokens; it is "
+            "not one matrix. Index it (result[i]), or score it with umr.late.maxsim / model.score"
+        )
+
+    def tolist(self) -> list[list[list[float]]]:
+        return [a.tolist() for a in self._arrays]
+
     def __repr__(self) -> str:
         return f"MultiVectors(n={len(self)}, dim={self.dim}, n_tokens={self.n_tokens})"
