@@ -9,8 +9,9 @@ The pipeline (a Ray Data streaming job, so rendered pages never pile up in memor
 1. **list** the files on the driver (folders walked, the store's own files left out);
 2. **render** them in CPU tasks with the same worker-isolated renderer as the local path
    (:class:`umr.documents.RenderPool`: per-file time limit, memory limit, crash isolation).  Each task
-   first asks Chroma whether the file version is stored already (same rule as
-   :meth:`ChromaStore.add_files`); a bad file becomes an error row, never an exception.  Pages travel
+   first asks Chroma whether the file version is stored already (the local path's
+   :class:`umr.store.indexer.Indexer` decides, as for :meth:`ChromaStore.add_files`); a bad file becomes
+   an error row, never an exception.  Pages travel
    as PNG bytes (lossless) in blocks of ``pages_per_block`` rows;
 3. **embed** in an actor pool (``map_batches`` with a callable class): each actor loads one model
    (``num_gpus=1`` per actor on a GPU cluster) and embeds its batch with ``Embedder.embed_documents``,
@@ -48,10 +49,12 @@ from umr.documents import (
     Page,
     RenderPool,
     safe_display,
-    walk,
 )
 from umr.documents.paths import PathLike
-from umr.store.chroma import ChromaStore, _scalar_metadata, png_bytes
+from umr.store.chroma import ChromaStore
+from umr.store.collection import scalar_metadata
+from umr.store.images import png_bytes
+from umr.store.indexer import embed_input
 from umr.store.info import RecordedModel
 from umr.store.records import IndexReport
 
@@ -237,38 +240,27 @@ def _render_batch(batch: Mapping[str, np.ndarray], job: _Job) -> Iterator[dict[s
         lambda: RenderPool(1, timeout=job.timeout, file_timeout=job.file_timeout, memory_limit=job.memory_limit),
     )
     rows = _Rows()
-    complete: dict[str, int] = {}
-    present: dict[str, set[str]] = {}
-    skipped_pages: dict[str, int] = {}
-
-    def skip(source: str, sha: str) -> bool:
-        count, ids = store.stored_pages(sha)
-        if count and len(ids) == count:
-            complete[sha] = count
-            return True
-        present[sha] = ids
-        return False
-
+    resume = store.indexer.resume()  # the local path's rules: complete files not rendered, stored pages not embedded
     sources = [os.fsdecode(bytes(p)) for p in batch["path"]]
-    records = pool.render(sources, max_pixels=job.max_pixels, max_image_pixels=job.max_image_pixels, skip=skip)
+    records = pool.render(sources, max_pixels=job.max_pixels, max_image_pixels=job.max_image_pixels,
+                          skip=resume.skip_file)
     try:
         for record in records:
             if isinstance(record, Page):
-                if store.page_id(record.sha256, record.page) in present.get(record.sha256, ()):
-                    skipped_pages[record.sha256] = skipped_pages.get(record.sha256, 0) + 1
+                if resume.skip_page(record):
                     continue
                 rows.page(record)
                 if len(rows) >= job.pages_per_block:
                     yield rows.flush()
             elif isinstance(record, FileDone):
+                skipped = resume.skipped(record.source, record.sha256)
                 if record.skipped:
-                    rows.file(record.source, record.sha256, "skipped", skipped=complete.get(record.sha256, 0))
+                    rows.file(record.source, record.sha256, "skipped", skipped=skipped)
                 else:
-                    rows.file(record.source, record.sha256, "done", pages=record.pages,
-                              skipped=skipped_pages.get(record.sha256, 0))
+                    rows.file(record.source, record.sha256, "done", pages=record.pages, skipped=skipped)
             else:
                 rows.file(record.source, record.sha256, "error", error_kind=record.kind, reason=record.reason,
-                          skipped=skipped_pages.get(record.sha256, 0))
+                          skipped=resume.skipped(record.source, record.sha256))
     finally:
         close = getattr(records, "close", None)
         if close is not None:
@@ -310,8 +302,7 @@ class _EmbedActor:
         idx = [i for i in range(n) if batch["kind"][i] == _PAGE]
         if idx:
             inputs = [
-                ChromaStore.embed_input(_decode_png(batch["png"][i]), str(batch["text"][i]),
-                                        self.job.embed_text_layer)
+                embed_input(_decode_png(batch["png"][i]), str(batch["text"][i]), self.job.embed_text_layer)
                 for i in idx
             ]
             vectors[idx] = np.asarray(self.embedder.embed_documents(inputs), dtype=np.float32)
@@ -328,7 +319,7 @@ class _WriteActor:
         _prepare_worker()
         self.job = job
         self.store = job.open_store(images=True)
-        self.extra = _scalar_metadata(job.metadata, "index_files")
+        self.extra = scalar_metadata(job.metadata, "index_files")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["kind"])
@@ -345,7 +336,7 @@ class _WriteActor:
                 for i in idx
             ]
             images = [bytes(batch["png"][i]) for i in idx]
-            self.store.write_embedded(pages, batch["vector"][idx], self.extra, images)
+            self.store.indexer.write_embedded(pages, batch["vector"][idx], self.extra, images)
         keep = ("source", "sha256", "page", "status", "pages", "pages_skipped", "error_kind", "reason")
         out = {k: batch[k] for k in keep}
         out["kind"] = np.asarray([_WRITTEN if batch["kind"][i] == _PAGE else _FILE for i in range(n)],
@@ -496,19 +487,12 @@ def index_files(
         image_dir=os.fsdecode(image_dir) if image_dir is not None else None, store_images=store_images,
         embed_text_layer=embed_text_layer, timeout=timeout, file_timeout=file_timeout,
         memory_limit=memory_limit, max_image_pixels=max_image_pixels, pages_per_block=pages_per_block,
-        metadata=dict(_scalar_metadata(metadata, "index_files")),
+        metadata=dict(scalar_metadata(metadata, "index_files")),
     )
     store = job.open_store(images=True)  # creates the collection (or checks it holds this model)
 
-    if isinstance(paths, (str, bytes, os.PathLike)):
-        paths = [paths]
-    absolute = [os.path.abspath(os.fsdecode(os.fspath(p))) for p in paths]
-    own = [os.path.abspath(os.fsdecode(p)) for p in exclude]
     files: list[str] = []
-    for item in store._outside_store(walk(absolute)):
-        source = item.source if isinstance(item, FileError) else item
-        if any(source == root or source.startswith(root + os.sep) for root in own):
-            continue
+    for item in store.indexer.sources(paths, exclude=exclude):
         if isinstance(item, FileError):
             report.failed.append(item)
         else:
@@ -577,16 +561,16 @@ def index_files(
         report.pages_skipped += int(row["pages_skipped"])
         if status == "error":
             err = FileError(source, str(row["reason"]), str(row["error_kind"]), sha)
-            store._drop_partial(err)
+            store.indexer.drop_partial(err)
             failed.append(err)
             logger.warning("skipped %s: %s", safe_display(source), err.reason)
             continue
         report.pages_added += len(written.get((source_b, sha), ()))
         if status == "skipped":
             report.files_skipped += 1
-            store._remove_stale(source, sha, report)
+            report.pages_replaced += store.indexer.remove_stale(source, sha)
         else:
-            store._finish_file(FileDone(source, sha, int(row["pages"])), report)
+            store.indexer.finish_file(FileDone(source, sha, int(row["pages"])), report)
     report.failed.extend(failed)
     seen = {os.fsdecode(k[0]) for k in outcome}
     for f in (f for f in files if f not in seen):  # pragma: no cover - a render task lost for good (Ray gave up retrying)

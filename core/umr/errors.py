@@ -25,3 +25,17 @@ class RemoteCodeError(UMRError, PermissionError):
 
 class RemoteServerError(UMRError, ConnectionError):
     """A model server (vLLM, SGLang) could not be reached, kept failing, or refused a request."""
+
+
+def reject_unknown(owner: str, given: object, valid: object) -> None:
+    """Raise ``TypeError`` naming the unknown keyword arguments of ``owner`` and the valid ones.
+
+    Adapters and services call it on their keyword arguments, so a misspelt option is never accepted and
+    ignored (``UMREmbedding(modle_name=...)`` would otherwise load the default model silently).
+    """
+    unknown = sorted(set(given) - set(valid))  # type: ignore[call-overload]
+    if unknown:
+        raise TypeError(
+            f"{owner} got unknown keyword argument(s) {', '.join(map(repr, unknown))}; "
+            f"valid: {', '.join(sorted(valid))}"  # type: ignore[call-overload]
+        )

@@ -6,8 +6,9 @@ Layout of a dataset folder (the BEIR layout ViDoRe also uses)::
     queries.jsonl       {"_id": "q1", "text": "...", "image": "optional/query.png"}
     qrels/test.tsv      query-id <TAB> corpus-id <TAB> score   (a header line is allowed)
 
-Image columns (``image``, ``image_path``, ``page_image``) are file paths relative to the dataset folder
-(absolute paths and ``file://`` URIs work too). A row with both text and image is a fused input.
+Image columns (``image``, ``image_path``, ``page_image``, ``image_uri``) are file paths relative to the
+dataset folder; absolute paths and ``file://`` URIs (percent-encoded, as ``Path.as_uri`` writes them) work
+too. A row with both text and image is a fused input.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from umr.inputs import path_from_uri
+from umr.ranking import rank_scores
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +75,8 @@ def _row_input(row: dict[str, Any], root: Path, where: str) -> Any:
     for key in IMAGE_KEYS:
         value = row.get(key)
         if isinstance(value, str) and value:
-            p = value[7:] if value.startswith("file://") else value
-            path = Path(p) if os.path.isabs(p) else root / p
+            p = path_from_uri(value)  # a plain path or a (percent-encoded) file:// URI
+            path = p if p.is_absolute() else root / p
             if not path.is_file():
                 raise ValueError(f"{where}: row {rid!r}: image file {str(path)!r} does not exist")
             image = path
@@ -177,8 +181,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Exact (brute-force) retrieval over the corpus, scored with Recall@k, nDCG@k and MRR.
 
-    With a ``reranker`` the top ``rerank_depth`` candidates of each query are re-scored and the
-    metrics are reported a second time under ``"reranked"``.
+    With a ``reranker`` (anything with ``score(query, candidates) -> list[float]``) the top
+    ``rerank_depth`` candidates of each query are re-scored, ranked by :func:`umr.ranking.rank_scores`,
+    and the metrics are reported a second time under ``"reranked"``.
     """
     ds = dataset if isinstance(dataset, RetrievalDataset) else load_dataset(dataset, split)
     if on_progress:
@@ -203,8 +208,8 @@ def evaluate(
             top = [int(j) for j in row[:rerank_depth]]
             if on_progress and qi % 10 == 0:
                 on_progress(f"reranking query {qi + 1}/{len(order)}")
-            pairs = reranker.rerank(ds.queries[qi], [ds.corpus[j] for j in top])
-            new = [ds.corpus_ids[top[i]] for i, _ in pairs]
+            scores = reranker.score(ds.queries[qi], [ds.corpus[j] for j in top])
+            new = [ds.corpus_ids[top[i]] for i, _ in rank_scores(scores)]
             reranked.append(new + ranked[qi][len(new):])
         result["reranked"] = _metrics(reranked, relevant, ks)
         result["rerank_depth"] = rerank_depth

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -207,3 +208,89 @@ def test_server_index_keeps_page_images_in_image_dir_and_delete_removes_them(
         assert list(images.rglob("*.png")) == []
     finally:
         server.close()
+
+
+class _SpyReranker:
+    """Stands in for ``Reranker.from_pretrained``: records what it is asked to score; a candidate's score is
+    the mean brightness of its image (0.0 without one), so the order shows that images were read."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, list[Any]]] = []
+
+    def score(self, query: Any, candidates: Any, *args: Any, **kwargs: Any) -> list[float]:
+        from PIL import Image, ImageStat
+
+        items = list(candidates)
+        self.calls.append((query, items))
+        scores = []
+        for c in items:
+            image = c.get("image") if isinstance(c, dict) else None
+            if image is None:
+                scores.append(0.0)
+                continue
+            with Image.open(image) as im:
+                scores.append(sum(ImageStat.Stat(im.convert("L")).mean) / 255.0)
+        return scores
+
+
+@pytest.fixture
+def spy_reranker(monkeypatch: pytest.MonkeyPatch) -> _SpyReranker:
+    from umr.reranker import Reranker
+
+    spy = _SpyReranker()
+    monkeypatch.setattr(Reranker, "from_pretrained", staticmethod(lambda *a, **k: spy))
+    return spy
+
+
+UNUSUAL = "my índex – ü 日本"  # spaces and non-ASCII letters: percent-encoded in file:// URIs
+
+
+def test_search_rerank_scores_page_images_under_a_path_with_spaces_and_non_ascii(
+    capsys, tmp_path, tiny_model_dir, sample_docs, spy_reranker
+):
+    db = tmp_path / UNUSUAL / "umr_db"
+    rc, _, _ = run(capsys, "index", str(sample_docs / "router_manual.pdf"), str(sample_docs / "visitors_chart.png"),
+                   "--db", str(db), "--model", str(tiny_model_dir), "--no-progress")
+    assert rc == 0
+    rc, out, err = run(capsys, "search", "reset button", "--db", str(db), "-k", "3", "--rerank", "some-reranker",
+                       "--json")
+    assert rc == 0, err
+    rows = json.loads(out)
+    assert all("%20" in r["image_uri"] for r in rows)  # the URIs really are percent-encoded
+    (query, candidates), = spy_reranker.calls
+    assert query == "reset button" and len(candidates) == 3
+    assert all(isinstance(c, dict) and "image" in c for c in candidates), candidates  # not text only
+    images = [c["image"] for c in candidates]
+    assert all(isinstance(p, Path) and p.is_file() and UNUSUAL in str(p) for p in images)
+    # the printed order is the reranker's: brightest page first, scores from the image files themselves
+    assert [r["rerank_score"] for r in rows] == sorted((r["rerank_score"] for r in rows), reverse=True)
+    assert min(r["rerank_score"] for r in rows) > 0.0
+
+
+def test_eval_rerank_scores_images_given_as_file_uris_under_an_unusual_path(
+    capsys, tmp_path, tiny_model_dir, sample_docs, spy_reranker
+):
+    ds = tmp_path / UNUSUAL / "ds"
+    (ds / "qrels").mkdir(parents=True)
+    (ds / "pages").mkdir()
+    shutil.copy(sample_docs / "visitors_chart.png", ds / "pages" / "chart.png")
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), (250, 250, 250)).save(ds / "pages" / "blank page.png")
+    corpus = [
+        {"_id": "d1", "text": "Invoice total due EUR 792"},
+        {"_id": "d2", "image": (ds / "pages" / "chart.png").as_uri()},  # file:///...my%20%C3%ADndex...
+        {"_id": "d3", "image": "pages/blank page.png"},
+    ]
+    (ds / "corpus.jsonl").write_text("\n".join(json.dumps(r) for r in corpus))
+    (ds / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "visitors per month"}))
+    (ds / "qrels" / "test.tsv").write_text("q1\td3\t1\n")
+    rc, out, err = run(capsys, "eval", str(ds), "--model", str(tiny_model_dir), "-k", "1,3", "--rerank", "rr",
+                       "--json")
+    assert rc == 0, err
+    result = json.loads(out)
+    (_, candidates), = spy_reranker.calls
+    images = sorted(str(c["image"]) for c in candidates if isinstance(c, dict) and "image" in c)
+    assert images == sorted([str(ds / "pages" / "chart.png"), str(ds / "pages" / "blank page.png")])
+    # the blank (brightest) page is the relevant one: reranking by image brightness puts it first
+    assert result["reranked"]["recall@1"] == 1.0 and result["reranked"]["mrr"] == 1.0

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.chroma_server import chroma_server_at
-from umr.store import ChromaStore, HashEmbedder
+from umr.store import ChromaStore
+from umr.testing import HashEmbedder
 
 BUDGET = 60_000
 SCRIPT = Path(__file__).with_name("index_script.py")

@@ -10,7 +10,8 @@ import sys
 import time
 from typing import Any
 
-from umr.store import ChromaStore, HashEmbedder
+from umr.store import ChromaStore
+from umr.testing import HashEmbedder
 
 
 class SlowHashEmbedder(HashEmbedder):

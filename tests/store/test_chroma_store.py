@@ -13,7 +13,8 @@ from tests.hostile_corpus import build_hostile_corpus, make_pdf, make_png
 from tests.store.conftest import BUDGET
 from umr.documents import source_key
 from umr.documents._worker import TEST_FAULTS_ENV
-from umr.store import ChromaStore, HashEmbedder, IndexReport
+from umr.store import ChromaStore, IndexReport
+from umr.testing import HashEmbedder
 
 
 def _sha(path: Path) -> str:

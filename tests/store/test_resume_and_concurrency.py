@@ -15,7 +15,7 @@ from chromadb.config import Settings
 from tests.hostile_corpus import make_pdf, make_png
 from tests.store.conftest import BUDGET, SCRIPT, run_script, script_env
 from umr.store import ChromaStore
-from umr.store.fake import HashEmbedder
+from umr.testing import HashEmbedder
 
 
 def _corpus(root: Path, n: int, pages: int, prefix: str = "doc") -> dict[Path, int]:

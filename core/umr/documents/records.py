@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from .names import safe_display
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from PIL import Image
 
@@ -72,8 +74,6 @@ class Page:
     kind: DocumentKind
 
     def __repr__(self) -> str:
-        from .paths import safe_display
-
         return (
             f"Page(source={safe_display(self.source)!r}, page={self.page}/{self.page_count}, "
             f"size={self.width}x{self.height}, kind={self.kind!r}, sha256={self.sha256[:12]}…, "
@@ -111,8 +111,6 @@ class FileError:
     sha256: str = field(default="")
 
     def __str__(self) -> str:
-        from .paths import safe_display
-
         return f"{safe_display(self.source)}: {self.reason}"
 
 

@@ -3,38 +3,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .collection import read_collection_info
 
-def _client(path: str | os.PathLike | None, host: str | None, port: int) -> Any:
-    import chromadb
-    from chromadb.config import Settings
-
-    settings = Settings(anonymized_telemetry=False)
-    if host:
-        return chromadb.HttpClient(host=host, port=port, settings=settings)
-    assert path is not None
-    return chromadb.PersistentClient(path=os.fspath(path), settings=settings)
-
-
-def read_collection_info(
-    *, collection: str, path: str | os.PathLike | None = None, host: str | None = None, port: int = 8000
-) -> dict[str, Any] | None:
-    """The umr metadata of a collection (model id, dim, fingerprint), or ``None`` if it does not exist.
-
-    An embedded database folder that does not exist is not created.
-    """
-    if not host and (path is None or not Path(path).exists()):
-        return None
-    client = _client(path, host, port)
-    names = {c if isinstance(c, str) else c.name for c in client.list_collections()}
-    if collection not in names:
-        return None
-    col = client.get_collection(collection)
-    return dict(col.metadata or {})
+__all__ = ["RecordedModel", "open_existing", "read_collection_info"]
 
 
 class RecordedModel:

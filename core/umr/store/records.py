@@ -1,4 +1,4 @@
-"""Plain records returned by :class:`umr.store.ChromaStore`."""
+"""Plain records returned by :class:`umr.store.ChromaStore` (and by the Ray pipeline's ``index_files``)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class SearchHit:
 
 @dataclass
 class IndexReport:
-    """What :meth:`ChromaStore.add_files` did.
+    """What :meth:`ChromaStore.add_files` (or :func:`umr.distributed.index_files`) did.
 
     ``pages_added``: pages embedded and written; ``pages_skipped``: pages already present (not
     embedded again); ``files_indexed``: files rendered and completed; ``files_skipped``: files

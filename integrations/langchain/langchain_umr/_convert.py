@@ -8,11 +8,12 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from langchain_core.documents import Document
 
-from umr.inputs import MultimodalInput
+from umr.confine import PathPolicy
+from umr.errors import reject_unknown
+from umr.inputs import MultimodalInput, path_from_uri
 
 #: metadata keys that may hold the image of a document, in the order they are tried
 DEFAULT_IMAGE_KEYS: tuple[str, ...] = ("image_uri", "image_path", "image", "source")
@@ -22,11 +23,8 @@ _B64_IMAGE_PREFIXES = ("iVBORw0KGgo", "/9j/", "R0lGOD", "UklGR")
 
 
 def uri_to_path(uri: str | os.PathLike[str]) -> Path:
-    """A local path from a filesystem path or a ``file://`` URI."""
-    text = os.fspath(uri)
-    if text.startswith("file://"):
-        return Path(unquote(urlparse(text).path))
-    return Path(text)
+    """A local path from a filesystem path or a ``file://`` URI (``umr.inputs.path_from_uri``)."""
+    return path_from_uri(uri)
 
 
 def path_to_uri(path: str | os.PathLike[str]) -> str:
@@ -60,14 +58,23 @@ def image_inputs(uris: Sequence[str | os.PathLike[str]]) -> list[MultimodalInput
     return out
 
 
-def _is_image_file(value: Any) -> bool:
+def _image_reference(value: Any) -> Path | None:
+    """The path an image-looking metadata value names (by its suffix; the filesystem is not touched)."""
     if not isinstance(value, (str, os.PathLike)):
-        return False
+        return None
     text = os.fspath(value)
     if "\n" in text or "\x00" in text or len(text) > 4096:
-        return False
-    path = uri_to_path(text)
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return None
+    try:
+        path = uri_to_path(text)
+    except (TypeError, ValueError):
+        return None
+    return path if path.suffix.lower() in IMAGE_SUFFIXES else None
+
+
+def _is_image_file(value: Any) -> bool:
+    path = _image_reference(value)
+    if path is None:
         return False
     try:
         return path.is_file()
@@ -85,36 +92,51 @@ def decode_b64_image(text: str) -> bytes | None:
         return None
 
 
-def document_image(doc: Document, image_keys: Sequence[str] = DEFAULT_IMAGE_KEYS) -> Path | bytes | None:
-    """The image of a document: an image file named in its metadata, or a base64 image page content."""
+def document_image(
+    doc: Document, image_keys: Sequence[str] = DEFAULT_IMAGE_KEYS, policy: PathPolicy | None = None
+) -> Path | bytes | None:
+    """The image of a document: an image file named in its metadata, or a base64 image page content.
+
+    With a ``policy`` (paths that come from metadata are untrusted) the file is read through it: a path
+    outside its folders raises ``umr.confine.PathNotAllowedError``, without saying whether it exists.
+    Without one, a metadata path that is not an existing image file is passed over.
+    """
     for key in image_keys:
         value = doc.metadata.get(key)
-        if _is_image_file(value):
+        if policy is not None:
+            if _image_reference(value) is not None:
+                return policy.read_bytes(value, what=f"metadata[{key!r}] of document {doc.id or ''!s}".rstrip())
+        elif _is_image_file(value):
             return uri_to_path(value)
     return decode_b64_image(doc.page_content)
 
 
 def document_to_input(
-    doc: Document, mode: str = "auto", image_keys: Sequence[str] = DEFAULT_IMAGE_KEYS
+    doc: Document,
+    mode: str = "auto",
+    image_keys: Sequence[str] = DEFAULT_IMAGE_KEYS,
+    policy: PathPolicy | None = None,
 ) -> MultimodalInput:
     """A rerank candidate from a ``Document``.
 
     ``mode``: ``"auto"`` (the image when the document has one, else its text), ``"image"``, ``"text"``, or
-    ``"fused"`` (image and text together; text only when there is no image).
+    ``"fused"`` (image and text together; text only when there is no image). ``policy`` confines the image
+    files read from metadata (see ``document_image``).
     """
     if mode not in ("auto", "image", "text", "fused"):
         raise ValueError(f"mode must be 'auto', 'image', 'text' or 'fused', got {mode!r}")
-    image = None if mode == "text" else document_image(doc, image_keys)
+    image = None if mode == "text" else document_image(doc, image_keys, policy)
     text = doc.page_content if isinstance(doc.page_content, str) else str(doc.page_content)
     if image is None:
         if mode == "image":
             raise ValueError(
                 f"document {doc.id or ''!s} has no image: none of the metadata keys {list(image_keys)} names "
-                "an "
-                "existing image file and its page_content is not a base64 image; use mode='auto'"
+                "an image file and its page_content is not a base64 image; use mode='auto'"
             )
         return MultimodalInput(text=text)
-    if isinstance(image, bytes) or mode in ("auto", "image") or not text.strip():
+    # a base64 page_content is the image itself (Chroma.add_images): there is no text to fuse
+    image_is_content = isinstance(image, bytes) and decode_b64_image(text) is not None
+    if image_is_content or mode in ("auto", "image") or not text.strip():
         return MultimodalInput(image=image)
     return MultimodalInput(text=text, image=image)
 
@@ -136,3 +158,24 @@ def query_input(query: Any, image: Any = None) -> MultimodalInput:
 def as_plain_mapping(value: Any) -> dict[str, Any]:
     """A plain dict copy of a mapping (metadata from stores may be read-only mappings)."""
     return dict(value) if isinstance(value, Mapping) else {}
+
+
+def known_kwargs(cls: type, data: Any, aliases: Mapping[str, str] | None = None) -> Any:
+    """Check the keyword arguments of a pydantic adapter class before validation.
+
+    ``aliases`` maps another accepted spelling to its field (``model_name`` -> ``model``, the LlamaIndex
+    spelling); an unknown keyword raises ``TypeError`` naming the valid ones, never silently ignored.
+    """
+    if not isinstance(data, Mapping):
+        return data
+    out = dict(data)
+    for alias, field in (aliases or {}).items():
+        if alias in out:
+            value = out.pop(alias)
+            if field in out and out[field] != value:
+                raise ValueError(f"{field}={out[field]!r} and {alias}={value!r} disagree; pass one")
+            out[field] = value
+    fields = getattr(cls, "model_fields", {})
+    valid = {*fields, *(f.alias for f in fields.values() if getattr(f, "alias", None)), *(aliases or {})}
+    reject_unknown(cls.__name__, out, valid)
+    return out

@@ -12,7 +12,7 @@ from langchain_core.runnables.config import run_in_executor
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from typing_extensions import Self
 
-from langchain_umr._convert import image_inputs, query_input, text_inputs
+from langchain_umr._convert import image_inputs, known_kwargs, query_input, text_inputs
 from umr.recipes import DEFAULT_EMBEDDER, get_recipe
 
 if TYPE_CHECKING:
@@ -64,6 +64,11 @@ class UMREmbeddings(BaseModel, Embeddings):
     """Bearer token of ``server_url`` (default: ``$UMR_API_KEY``)."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_assignment=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_kwargs(cls, data: Any) -> Any:
+        return known_kwargs(cls, data, {"model_name": "model"})
 
     _loaded: Embedder | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)

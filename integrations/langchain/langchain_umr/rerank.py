@@ -12,7 +12,9 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from typing_extensions import Self
 
-from langchain_umr._convert import DEFAULT_IMAGE_KEYS, as_plain_mapping, document_to_input
+from langchain_umr._convert import DEFAULT_IMAGE_KEYS, as_plain_mapping, document_to_input, known_kwargs
+from umr.confine import PathPolicy
+from umr.ranking import rerank_order
 from umr.recipes import get_rerank_recipe
 
 if TYPE_CHECKING:
@@ -44,6 +46,11 @@ class UMRReranker(BaseDocumentCompressor):
     """Candidate content: ``auto`` = the image when the document has one, else its text; ``fused`` = both."""
     image_keys: tuple[str, ...] = DEFAULT_IMAGE_KEYS
     """Metadata keys tried, in order, for the document's image path or ``file://`` URI."""
+    allowed_roots: list[str] | None = None
+    """Folders whose image files may be read when a document's metadata names one (paths from a
+    retriever or an agent are untrusted). ``None``: the page-image folders of the ``ChromaStore`` objects
+    opened in this process. A path elsewhere (symlinks resolved first), a device, FIFO or ``/proc`` file
+    raises ``umr.confine.PathNotAllowedError`` without saying whether it exists."""
     score_key: str = "relevance_score"
     """Metadata key the rerank score (in [0, 1]) is written to."""
     fuse_weight: float | None = Field(default=None, ge=0)
@@ -67,6 +74,11 @@ class UMRReranker(BaseDocumentCompressor):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), arbitrary_types_allowed=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _known_kwargs(cls, data: Any) -> Any:
+        return known_kwargs(cls, data, {"model_name": "model"})
+
     _loaded: Reranker | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
@@ -74,6 +86,15 @@ class UMRReranker(BaseDocumentCompressor):
     @classmethod
     def _model_to_str(cls, value: Any) -> Any:
         return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @field_validator("allowed_roots", mode="before")
+    @classmethod
+    def _roots_to_list(cls, value: Any) -> Any:
+        if isinstance(value, (str, os.PathLike)):
+            value = [value]
+        if isinstance(value, (list, tuple)):
+            return [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+        return value
 
     @field_validator("recipe")
     @classmethod
@@ -117,9 +138,14 @@ class UMRReranker(BaseDocumentCompressor):
                 self._loaded = Reranker.from_pretrained(*args, **kwargs)
             return self._loaded
 
+    def path_policy(self) -> PathPolicy:
+        """The ``umr.confine.PathPolicy`` that image paths from document metadata are read through."""
+        return PathPolicy(self.allowed_roots)
+
     def score_documents(self, query: Any, documents: Sequence[Document]) -> list[float]:
         """Rerank score of each document for ``query`` (text, or any umr input), in input order."""
-        candidates = [document_to_input(d, self.mode, self.image_keys) for d in documents]
+        policy = self.path_policy()
+        candidates = [document_to_input(d, self.mode, self.image_keys, policy) for d in documents]
         if not candidates:
             return []
         kwargs = {
@@ -135,10 +161,8 @@ class UMRReranker(BaseDocumentCompressor):
         """The ``top_n`` best documents for ``query``, best first, each a copy carrying its score."""
         docs = list(documents)
         scores = self.score_documents(query, docs)
-        keys = scores
+        first: list[float] | None = None
         if self.fuse_weight is not None:
-            from umr.reranker import fuse
-
             missing = [
                 i
                 for i, d in enumerate(docs)
@@ -149,13 +173,13 @@ class UMRReranker(BaseDocumentCompressor):
                     f"fuse_weight needs a numeric metadata[{self.first_stage_key!r}] on every document; "
                     f"document #{missing[0]} has none (retrieve with UMRRetriever, or set first_stage_key)"
                 )
-            keys = fuse([d.metadata[self.first_stage_key] for d in docs], scores, self.fuse_weight)
-        order = sorted(range(len(docs)), key=lambda i: -keys[i])[: self.top_n]
+            first = [d.metadata[self.first_stage_key] for d in docs]
+        order = rerank_order(first, scores, fuse_weight=self.fuse_weight, top_n=self.top_n)
         out = []
-        for i in order:
+        for i, key in order:
             meta = as_plain_mapping(docs[i].metadata)
             meta[self.score_key] = scores[i]
             if self.fuse_weight is not None:
-                meta["fused_score"] = keys[i]
+                meta["fused_score"] = key
             out.append(docs[i].model_copy(update={"metadata": meta}))
         return out

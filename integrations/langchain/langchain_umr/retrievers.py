@@ -13,7 +13,7 @@ from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from typing_extensions import Self
 
-from langchain_umr._convert import as_plain_mapping, query_input
+from langchain_umr._convert import as_plain_mapping, known_kwargs, query_input
 from langchain_umr.embeddings import UMREmbeddings
 
 #: metadata key of the similarity score (cosine similarity of L2-normalised vectors)
@@ -58,6 +58,11 @@ class UMRRetriever(BaseRetriever):
     """Query-side task instruction; ``None``: the embedder's own."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_kwargs(cls, data: Any) -> Any:
+        return known_kwargs(cls, data, None)
 
     @field_validator("store")
     @classmethod

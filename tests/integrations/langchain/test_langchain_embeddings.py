@@ -144,7 +144,7 @@ def test_configuration_is_validated_at_construction(small_embedder: Any) -> None
         UMREmbeddings(embedder="gme")
     with pytest.raises(ValidationError, match="device"):
         UMREmbeddings(embedder=small_embedder, device="cpu")
-    with pytest.raises(ValidationError, match="extra"):
+    with pytest.raises(TypeError, match=r"unknown keyword argument.*valid: .*model"):
         UMREmbeddings(no_such_option="x")
 
 

@@ -28,6 +28,14 @@ def core_reranker(tiny_reranker_dir: Path) -> Any:
     )
 
 
+@pytest.fixture(autouse=True)
+def _png_folder_allowed(png_files: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test images' folder counts as a store image folder (as a ChromaStore's would)."""
+    from umr import confine
+
+    monkeypatch.setattr(confine, "_registered", [*confine.registered_roots(), png_files[0].parent.resolve()])
+
+
 @pytest.fixture(scope="module")
 def docs(png_files: list[Path]) -> list[Document]:
     text_docs = [Document(page_content=t, metadata={"n": i}, id=f"t{i}") for i, t in enumerate(TEXTS)]
@@ -178,7 +186,52 @@ def test_rerank_tool_call_gives_artifact(core_reranker: Any) -> None:
     assert msg.artifact[0]["index"] == best[0]
 
 
-def test_rerank_tool_rejects_empty_candidate(core_reranker: Any) -> None:
+def test_rerank_tool_reports_empty_candidate_and_scores_the_rest(core_reranker: Any) -> None:
     tool = create_rerank_tool(core_reranker)
-    with pytest.raises(ValueError, match=r"documents\[1\]"):
-        tool.invoke({"query": QUERY, "documents": ["ok", {"id": "x"}]})
+    out = json.loads(tool.invoke({"query": QUERY, "documents": ["ok", {"id": "x"}]}))
+    assert [r["index"] for r in out] == [0, 1]
+    assert "score" in out[0] and "score" not in out[1]
+    assert "neither" in out[1]["error"] and out[1]["id"] == "x"
+
+
+def test_rerank_tool_confines_image_paths(
+    core_reranker: Any, png_files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paths outside the allowed folders are refused alike (existing or not); the rest is scored."""
+    import os
+
+    from umr import confine
+
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    good = allowed / "page.png"
+    good.write_bytes(png_files[0].read_bytes())
+    (allowed / "escape.png").symlink_to(png_files[1])  # a link out of the allowed folder
+    os.mkfifo(allowed / "fifo.png")
+    monkeypatch.setattr(confine, "_registered", [])
+    tool = create_rerank_tool(core_reranker, allowed_roots=[allowed])
+    hostile = [
+        "/etc/passwd", "/etc/shadow", "/no/such/file.png", str(png_files[1]), str(allowed / "escape.png"),
+        str(allowed / "fifo.png"), "/proc/self/environ", "/dev/zero", f"{allowed}/../{png_files[1].name}",
+        "http://example.com/a.png",
+    ]
+    docs = [{"text": "a page", "image": str(good)}, *({"image": h} for h in hostile), "plain text"]
+    out = json.loads(tool.invoke({"query": QUERY, "documents": docs}))
+    scored = {r["index"]: r for r in out if "score" in r}
+    errors = {r["index"]: r["error"] for r in out if "error" in r}
+    assert set(scored) == {0, len(docs) - 1}
+    assert set(errors) == set(range(1, len(hostile) + 1))
+    # one message shape for all: nothing tells an existing file from a missing one
+    assert len({e.split(": ", 1)[1] for e in errors.values()}) == 1
+    expected = core_reranker.score(QUERY, [{"text": "a page", "image": good}, "plain text"])
+    assert scored[0]["score"] == pytest.approx(expected[0], abs=1e-5)
+    # the library class raises instead of reporting
+    from langchain_core.documents import Document
+
+    from umr.confine import PathNotAllowedError
+
+    reranker = UMRReranker(reranker=core_reranker, allowed_roots=[str(allowed)])
+    with pytest.raises(PathNotAllowedError):
+        reranker.score_documents(QUERY, [Document(page_content="x", metadata={"image_path": "/etc/x.png"})])
+    ok = reranker.score_documents(QUERY, [Document(page_content="", metadata={"image_path": str(good)})])
+    assert ok[0] == pytest.approx(core_reranker.score(QUERY, [good])[0], abs=1e-5)

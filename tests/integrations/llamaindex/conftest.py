@@ -72,3 +72,11 @@ def page_vectors(li_embedder, page_images):
 def page_texts() -> tuple[str, ...]:
     """The text drawn on each page of ``page_images``."""
     return PAGE_TEXTS
+
+
+@pytest.fixture(autouse=True)
+def _page_folder_allowed(page_images: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test pages' folder counts as a store image folder (as a ChromaStore's would) for UMRRerank."""
+    from umr import confine
+
+    monkeypatch.setattr(confine, "_registered", [*confine.registered_roots(), page_images[0].parent.resolve()])

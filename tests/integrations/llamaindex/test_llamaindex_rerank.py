@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from pathlib import Path
 
 import pytest
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
@@ -113,9 +114,15 @@ def test_errors(li_reranker, nodes, tmp_path) -> None:
     remote = [NodeWithScore(node=ImageNode(id_="web", image_url="https://example.com/x.png"), score=0.5)]
     with pytest.raises(InputError, match=r"node 'web'.*remote URL"):
         rerank.postprocess_nodes(remote, query_str=QUERY)
-    gone = [NodeWithScore(node=ImageNode(id_="gone", image_path=str(tmp_path / "missing.png")), score=0.5)]
-    with pytest.raises(InputError, match="node 'gone'"):
-        rerank.postprocess_nodes(gone, query_str=QUERY)
+    # a missing file and a file outside the allowed folders get the same refusal, naming the node
+    for path in (tmp_path / "missing.png", Path("/etc/passwd"), Path("/dev/zero")):
+        gone = [NodeWithScore(node=ImageNode(id_="gone", image_path=str(path)), score=0.5)]
+        with pytest.raises(InputError, match="node 'gone': this path may not be read here"):
+            rerank.postprocess_nodes(gone, query_str=QUERY)
+    allowed = UMRRerank(reranker=li_reranker, allowed_roots=tmp_path)
+    (tmp_path / "p.png").write_bytes(nodes[2].node.resolve_image().getvalue())
+    ok = [NodeWithScore(node=ImageNode(id_="ok", image_path=str(tmp_path / "p.png")), score=0.5)]
+    assert allowed.postprocess_nodes(ok, query_str=QUERY)[0].node.node_id == "ok"
     unscored = [NodeWithScore(node=TextNode(id_="u", text="x"), score=None)]
     with pytest.raises(ValueError, match="first-stage score"):
         UMRRerank(reranker=li_reranker, fuse_weight=0.1).postprocess_nodes(unscored, query_str=QUERY)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from llama_index.core.base.embeddings.base import Embedding
@@ -14,6 +15,7 @@ from llama_index.core.schema import ImageType
 from llama_index.embeddings.umr.convert import image_input, text_input
 
 from umr.embedder import DEFAULT_BATCH_SIZE
+from umr.errors import reject_unknown
 from umr.inputs import MultimodalInput
 from umr.recipes import DEFAULT_EMBEDDER
 
@@ -97,8 +99,17 @@ class UMREmbedding(MultiModalEmbedding):
         *,
         embedder: Any | None = None,
         callback_manager: CallbackManager | None = None,
+        model: str | os.PathLike | None = None,
         **kwargs: Any,
     ) -> None:
+        if model is not None:  # the spelling of UMRRerank and of the LangChain classes, accepted here too
+            model = os.fspath(model)
+            if model_name is not None and os.fspath(model_name) != model:
+                raise ValueError(f"model={model!r} and model_name={model_name!r} disagree; pass one")
+            model_name = model
+        if isinstance(model_name, os.PathLike):
+            model_name = os.fspath(model_name)
+        reject_unknown("UMREmbedding", kwargs, [*type(self).model_fields, "model", "embedder"])
         for key in ("device", "dtype"):  # torch.device / torch.dtype are welcome; stored as text
             if kwargs.get(key) is not None and not isinstance(kwargs[key], str):
                 kwargs[key] = str(kwargs[key])

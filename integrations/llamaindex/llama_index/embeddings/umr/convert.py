@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlparse
 
 from llama_index.core.schema import BaseNode, ImageNode, MetadataMode
 
+from umr.confine import PathPolicy
 from umr.errors import InputError
 from umr.inputs import MultimodalInput
 
@@ -80,11 +81,12 @@ def text_input(text: str, what: str = "text") -> MultimodalInput:
     return MultimodalInput(text=text)
 
 
-def node_image(node: BaseNode) -> Path | bytes | None:
+def node_image(node: BaseNode, policy: PathPolicy | None = None) -> Path | bytes | None:
     """The image of an ``ImageNode`` (base64 ``image``, ``image_path``, or a local ``image_url``).
 
     Returns ``None`` for nodes without an image. Raises ``InputError`` naming the node when the only image
-    it has is a remote URL.
+    it has is a remote URL. With a ``policy`` (node paths are untrusted, e.g. in a postprocessor), a local
+    file is read through it: outside its folders ``umr.confine.PathNotAllowedError`` is raised.
     """
     if not isinstance(node, ImageNode):
         return None
@@ -95,15 +97,19 @@ def node_image(node: BaseNode) -> Path | bytes | None:
     if not location:
         return None
     image = image_from_location(location, what)
+    if isinstance(image, Path) and policy is not None:
+        return policy.read_bytes(image, what)
     if isinstance(image, Path) and not image.is_file():
         raise InputError(f"{what}: {os.fsdecode(image)!r} is not a readable file; fix image_path / image_url")
     return image
 
 
-def node_input(node: BaseNode, include_image_text: bool = False) -> MultimodalInput:
+def node_input(
+    node: BaseNode, include_image_text: bool = False, policy: PathPolicy | None = None
+) -> MultimodalInput:
     """A node as a rerank candidate: its image (plus its text if asked) for image nodes, else its text."""
     text = node.get_content(metadata_mode=MetadataMode.NONE)
-    image = node_image(node)
+    image = node_image(node, policy)
     if image is None:
         return MultimodalInput(text=text)
     if include_image_text and text.strip():

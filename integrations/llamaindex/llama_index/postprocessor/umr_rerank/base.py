@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -13,7 +14,10 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 from llama_index.embeddings.umr.convert import image_from_location, node_input
 
+from umr.confine import PathPolicy
+from umr.errors import reject_unknown
 from umr.inputs import MultimodalInput
+from umr.ranking import rerank_order
 from umr.recipes import DEFAULT_RERANKER
 
 logger = logging.getLogger(__name__)
@@ -45,6 +49,14 @@ class UMRRerank(BaseNodePostprocessor):
     include_image_text: bool = Field(
         default=False,
         description="Judge image nodes on image + node text (default: image only; a page image shows its text).",
+    )
+    allowed_roots: list[str] | None = Field(
+        default=None,
+        description=(
+            "Folders whose image files may be read for image nodes (node paths are untrusted). None: the "
+            "page-image folders of the ChromaStores opened in this process. Elsewhere (symlinks resolved "
+            "first), devices, FIFOs and /proc raise umr.confine.PathNotAllowedError."
+        ),
     )
     score_key: str = Field(
         default="retrieval_score", description="Metadata key that keeps the first-stage score."
@@ -88,6 +100,12 @@ class UMRRerank(BaseNodePostprocessor):
             if model is not None and model != model_name:
                 raise ValueError(f"model={model!r} and model_name={model_name!r} disagree; pass one")
             model = model_name
+        reject_unknown("UMRRerank", kwargs, [*type(self).model_fields, "model_name", "reranker"])
+        roots = kwargs.get("allowed_roots")
+        if isinstance(roots, (str, os.PathLike)):
+            roots = [roots]
+        if roots is not None:
+            kwargs["allowed_roots"] = [os.fspath(r) for r in roots]
         for key in ("device", "dtype"):  # torch.device / torch.dtype are welcome; stored as text
             if kwargs.get(key) is not None and not isinstance(kwargs[key], str):
                 kwargs[key] = str(kwargs[key])
@@ -166,7 +184,8 @@ class UMRRerank(BaseNodePostprocessor):
                 EventPayload.TOP_K: top_n,
             },
         ) as event:
-            inputs = [node_input(c.node, self.include_image_text) for c in candidates]
+            policy = PathPolicy(self.allowed_roots)
+            inputs = [node_input(c.node, self.include_image_text, policy) for c in candidates]
             out = self._rank(query, candidates, inputs, top_n)
             event.on_end(payload={EventPayload.NODES: out})
         dispatcher.event(ReRankEndEvent(nodes=out))
@@ -183,8 +202,6 @@ class UMRRerank(BaseNodePostprocessor):
         if self.fuse_weight is None:
             ranked = self._reranker.rerank(query, inputs, top_n=top_n, instruction=self.instruction, **options)
             return [self._rescored(candidates[int(i)], float(score)) for i, score in ranked]
-        import umr
-
         missing = [c.node.node_id for c in candidates if c.score is None]
         if missing:
             raise ValueError(
@@ -192,9 +209,9 @@ class UMRRerank(BaseNodePostprocessor):
                 "Unset fuse_weight or score the nodes first."
             )
         scores = self._reranker.score(query, inputs, self.instruction, **options)
-        fused = umr.fuse([float(c.score) for c in candidates], scores, self.fuse_weight)
-        order = sorted(range(len(candidates)), key=lambda i: -fused[i])[:top_n]
-        return [self._rescored(candidates[i], fused[i], rerank_score=scores[i]) for i in order]
+        first = [float(c.score) for c in candidates if c.score is not None]
+        order = rerank_order(first, scores, fuse_weight=self.fuse_weight, top_n=top_n)
+        return [self._rescored(candidates[i], fused, rerank_score=scores[i]) for i, fused in order]
 
     def _rescored(self, item: NodeWithScore, score: float, rerank_score: float | None = None) -> NodeWithScore:
         node = item.node

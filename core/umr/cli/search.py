@@ -1,0 +1,121 @@
+"""``umr search [QUERY] [--image PATH]``: search the index, optionally reranking the top candidates."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .common import (
+    JobFailed,
+    UsageError,
+    add_model_args,
+    add_server_args,
+    add_store_args,
+    check_db,
+    display,
+    image_path,
+    load_embedder,
+    load_reranker,
+    open_store,
+    out,
+    recorded_model,
+)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("search", help="search the index with text, an image, or both")
+    p.add_argument("query", nargs="?", default="", help="query text")
+    p.add_argument("--image", default=None, help="query image (with text: a fused query)")
+    p.add_argument("-k", type=int, default=5, help="number of results (default 5)")
+    p.add_argument("--where", default=None, help='metadata filter as JSON, e.g. \'{"kind": "pdf"}\'')
+    p.add_argument("--instruction", default=None, help="query-side task instruction")
+    p.add_argument("--rerank", default=None, metavar="MODEL", help="rerank with this MLLM reranker")
+    p.add_argument("--rerank-depth", type=int, default=20, help="candidates to rerank (default 20)")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    add_store_args(p)
+    add_model_args(p)
+    add_server_args(p)
+    p.set_defaults(func=run)
+
+
+def query_input(args: argparse.Namespace) -> Any:
+    """The query: text, ``{"image": path}``, or both fused."""
+    text = args.query
+    if args.image is None:
+        if not text:
+            raise UsageError("give a query text, --image PATH, or both")
+        return text
+    if not os.path.isfile(args.image):
+        raise UsageError(f"query image not found: {display(args.image)}")
+    return {"image": Path(args.image)} if not text else {"text": text, "image": Path(args.image)}
+
+
+def snippet(text: str, width: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def candidate(hit: Any) -> Any:
+    """What the reranker sees of a hit: its page image (+ text) when the image file is here, else its text."""
+    img = image_path(hit.image_uri)
+    if img is not None:
+        return {"image": img, "text": hit.document} if hit.document else {"image": img}
+    return hit.document or " "
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.k < 1:
+        raise UsageError("-k must be at least 1")
+    query = query_input(args)
+    check_db(args, must_exist=True)
+    recorded = None if args.model or args.server_model else recorded_model(args)
+    if recorded is None and not args.host and not (args.model or args.server_model):
+        raise JobFailed(
+            f"collection {args.collection!r} does not exist in {display(args.db)}: run `umr index` first"
+        )
+    embedder = load_embedder(args, recorded)
+    store = open_store(args, embedder)
+    where = None
+    if args.where:
+        try:
+            where = json.loads(args.where)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--where must be a JSON object, e.g. '{{\"kind\": \"pdf\"}}' ({exc.msg})") from None
+    depth = max(args.k, args.rerank_depth) if args.rerank else args.k
+    hits = store.search(query, k=depth, where=where, instruction=args.instruction)
+    if not hits:
+        raise JobFailed(f"no results: collection {args.collection!r} is empty or nothing matches the filter")
+    rows = [
+        {
+            "id": h.id,
+            "score": round(float(h.score), 6),
+            "source": h.metadata.get("source", ""),
+            "page": h.metadata.get("page", 0),
+            "kind": h.metadata.get("kind", ""),
+            "image_uri": h.image_uri,
+            "snippet": snippet(h.document),
+        }
+        for h in hits
+    ]
+    if args.rerank:
+        from umr.ranking import rerank_order
+
+        reranker = load_reranker(args.rerank, args)
+        scores = reranker.score(query, [candidate(h) for h in hits])
+        rows = [{**rows[i], "rerank_score": round(float(s), 6)} for i, s in rerank_order(None, scores)]
+    rows = rows[: args.k]
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    if args.json:
+        out(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    for row in rows:
+        score = f"{row['score']:.4f}" + (f"  rerank {row['rerank_score']:.4f}" if "rerank_score" in row else "")
+        where_s = display(str(row["source"])) + (f"  p.{row['page']}" if row["page"] else "")
+        out(f"{row['rank']:>3}. {score}  {where_s}")
+        if row["snippet"]:
+            out(f"     {row['snippet']}")
+    return 0

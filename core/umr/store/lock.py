@@ -1,0 +1,73 @@
+"""The writer lock of an embedded database folder: one writer process at a time.
+
+A ``chromadb.PersistentClient`` is not safe for concurrent writers.  Every writer of a folder (a
+:class:`~umr.store.ChromaStore` method that writes, ``umr index --ray`` serving the folder through a
+job's own Chroma server) holds ``<folder>/.umr-writer.lock`` (``flock``) while it writes.  The OS
+releases the lock of a killed writer.  A Chroma server serialises writes itself: no lock there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from umr.documents import safe_display
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = ".umr-writer.lock"
+
+
+class StoreBusyError(RuntimeError):
+    """Another process holds the writer lock of the folder (raised when not waiting for it)."""
+
+
+class WriterLock:
+    """The writer lock of ``folder`` (``None``: a server, nothing to lock).  Re-entrant in one object:
+    a locked method that calls another locked method does not deadlock."""
+
+    def __init__(self, folder: str | os.PathLike | None) -> None:
+        self.folder = Path(os.fsdecode(folder)) if folder is not None else None
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def hold(self, *, wait: bool = True) -> Iterator[None]:
+        """Hold the lock while the block runs.  When another process holds it: wait for it with a
+        warning (``wait=True``), or raise :class:`StoreBusyError` (``wait=False``)."""
+        if self.folder is None or self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / LOCK_NAME, "a+b") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not wait:
+                    raise StoreBusyError(
+                        f"another process is writing to {safe_display(self.folder)}; wait for it, or run a "
+                        "Chroma server (chroma run --path DB) and pass --host/--port"
+                    ) from None
+                logger.warning(
+                    "another process is writing to %s; waiting for it (for concurrent writers run a Chroma "
+                    "server: chroma run --path DB, and pass host=...)",
+                    safe_display(self.folder),
+                )
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                fcntl.flock(fh, fcntl.LOCK_UN)
