@@ -80,11 +80,9 @@ def test_pooling_store(tmp_path: Path) -> None:
         assert store.n_tokens("x") == n_clusters(30, 3) == 10 and store.n_tokens("y") == 1
 
 
-def test_errors(tmp_path: Path) -> None:
+def test_errors_and_two_handles(tmp_path: Path) -> None:
     root = tmp_path / "pv"
     store = PageVectorStore.open(root, dim=16)
-    with pytest.raises(PageStoreError, match="another process"):
-        PageVectorStore.open(root)
     with pytest.raises(PageStoreError, match="dim=16"):
         PageVectorStore.open(root, dim=32, read_only=True)
     with pytest.raises(PageStoreError, match=r"shape \(3, 8\)"):
@@ -96,15 +94,27 @@ def test_errors(tmp_path: Path) -> None:
     with pytest.raises(PageStoreError, match="dtype"):
         PageVectorStore.open(tmp_path / "other", dtype="float8")  # type: ignore[arg-type]
     store.add(["a"], [_page(1)])
+    # a second writer (another process, say) queues on the lock and catches up before it writes
+    other = PageVectorStore.open(root)
+    other.add(["b"], [_page(2)])
+    assert sorted(other.ids()) == ["a", "b"]
+    store.delete(["a"])  # catches up with "b" first
+    assert sorted(store.ids()) == ["b"]
     reader = PageVectorStore.open(root, read_only=True)
-    assert reader.ids() == ["a"]
-    store.add(["b"], [_page(2)])
+    assert reader.ids() == ["b"]
+    other.add(["c"], [_page(3)])
+    assert reader.ids() == ["b"]
     reader.refresh()
-    assert sorted(reader.ids()) == ["a", "b"]
+    assert sorted(reader.ids()) == ["b", "c"]
+    np.testing.assert_allclose(reader.get("c"), _page(3), atol=1e-3)
+    other.compact()
+    reader.refresh()  # a new journal after compaction: read from its start
+    assert sorted(reader.ids()) == ["b", "c"]
+    np.testing.assert_allclose(reader.get("b"), _page(2), atol=1e-3)
     with pytest.raises(PageStoreError, match="read-only"):
-        reader.delete(["a"])
-    store.close()
-    reader.close()
+        reader.delete(["b"])
+    for handle in (store, other, reader):
+        handle.close()
 
 
 def test_torn_journal_tail_and_stray_files_are_dropped(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ back as +-1/sqrt(dim)); with ``pool_factor > 1`` pages are token-pooled before t
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -111,9 +112,10 @@ def _encode_record(op: int, page_id: str, entry: _Entry | None = None) -> bytes:
     return _REC_HEAD.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def _replay(data: bytes) -> tuple[dict[str, _Entry], int]:
-    """Live entries and the length of the valid journal prefix (the rest is a torn or corrupt tail)."""
-    live: dict[str, _Entry] = {}
+def _replay(data: bytes, live: dict[str, _Entry] | None = None) -> tuple[dict[str, _Entry], int]:
+    """Apply the journal records in ``data`` to ``live`` (a new dict when None); returns it and the length
+    of the valid prefix (the rest is a torn or corrupt tail)."""
+    live = {} if live is None else live
     pos = 0
     end = len(data)
     while pos + _REC_HEAD.size <= end:
@@ -144,27 +146,26 @@ class PageVectorStore:
     >>> store.get("doc#p1").shape                                   # doctest: +SKIP
     (700, 128)
 
-    Open one writer per directory (a second writer gets :class:`PageStoreError`); readers
-    (``read_only=True``) may open it at the same time and see what was committed when they opened or
-    last called :meth:`refresh`.
+    Several processes may open one directory. Writes take an exclusive ``flock`` on ``LOCK`` for their
+    duration (writers queue) and first catch up with what others committed; a reader sees what was
+    committed when it opened or last called :meth:`refresh` (or wrote). ``read_only=True`` refuses writes.
     """
 
     def __init__(self, root: Path, config: PageStoreConfig, read_only: bool) -> None:
         self.root = root
         self.config = config
         self.read_only = read_only
-        self._lock_fd: int | None = None
+        self._closed = False
         self._maps: dict[int, np.memmap] = {}
         self._entries: dict[str, _Entry] = {}
         self._journal_name = ""
+        self._journal_offset = 0
         self._segment = 1
-        if not read_only:
-            self._take_lock()
-        try:
+        if read_only:
             self._load()
-        except BaseException:
-            self.close()
-            raise
+        else:
+            with self._locked():  # repairs a torn journal tail and removes stray files
+                pass
 
     # -- opening ---------------------------------------------------------------------------------------
     @classmethod
@@ -202,36 +203,46 @@ class PageVectorStore:
         _atomic_write(config_path, json.dumps({"format": FORMAT, **asdict(config)}).encode())
         return cls(root, config, read_only)
 
-    def _take_lock(self) -> None:
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the writer lock, caught up with the journal (torn tail cut, stray files removed)."""
+        if self.read_only or self._closed:
+            raise PageStoreError(f"the page-vector store at {self.root} is open read-only (or closed)")
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise PageStoreError(
-                f"another process is writing the page-vector store at {self.root}; "
-                "wait for it, or open with read_only=True"
-            ) from None
-        self._lock_fd = fd
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._load(repair=True)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
 
-    def _load(self) -> None:
+    def _load(self, repair: bool = False) -> None:
+        """Catch up with the journal: from where this object stopped when the journal is the same one,
+        from the start after a compaction (a new journal) or on first load."""
         manifest_path = self.root / "MANIFEST"
         if manifest_path.exists():
             manifest = json.loads(manifest_path.read_text())
         else:
             manifest = {"journal": "journal-000001.log", "append_segment": 1}
-            if not self.read_only:
+            if repair:
                 _atomic_write(manifest_path, json.dumps(manifest).encode())
+        if manifest["journal"] != self._journal_name:
+            self._entries, self._journal_offset = {}, 0
+            self._maps.clear()
         self._journal_name = manifest["journal"]
         self._segment = int(manifest["append_segment"])
         journal = self.root / self._journal_name
-        data = journal.read_bytes() if journal.exists() else b""
-        self._entries, valid = _replay(data)
-        self._maps.clear()
+        data = b""
+        if journal.exists():
+            with open(journal, "rb") as f:
+                f.seek(self._journal_offset)
+                data = f.read()
+        _, valid = _replay(data, self._entries)
+        self._journal_offset += valid
         for entry in self._entries.values():
             self._segment = max(self._segment, entry.segment)
-        if not self.read_only:
+        if repair:
             if valid < len(data):
                 logger.warning(
                     "page-vector store %s: dropping a torn journal tail (%d bytes) left by an interrupted write",
@@ -239,7 +250,7 @@ class PageVectorStore:
                     len(data) - valid,
                 )
                 with open(journal, "r+b") as f:
-                    f.truncate(valid)
+                    f.truncate(self._journal_offset)
                     f.flush()
                     os.fsync(f.fileno())
             self._remove_stray_files()
@@ -258,14 +269,12 @@ class PageVectorStore:
                 path.unlink(missing_ok=True)
 
     def refresh(self) -> None:
-        """Re-read the journal (a reader picks up what a writer committed since)."""
+        """Catch up with the journal (pick up what other processes committed since)."""
         self._load()
 
     def close(self) -> None:
         self._maps.clear()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._closed = True
 
     def __enter__(self) -> PageVectorStore:
         return self
@@ -366,10 +375,6 @@ class PageVectorStore:
         }
 
     # -- writing ---------------------------------------------------------------------------------------
-    def _writable(self) -> None:
-        if self.read_only or self._lock_fd is None:
-            raise PageStoreError(f"the page-vector store at {self.root} is open read-only (or closed)")
-
     def _encode(self, vectors: np.ndarray) -> bytes:
         if self.config.dtype == "float16":
             return np.ascontiguousarray(vectors, dtype=np.float16).tobytes()
@@ -406,37 +411,41 @@ class PageVectorStore:
 
     def add(self, page_ids: Sequence[str], vectors: Sequence[MultiVector]) -> None:
         """Store (or replace) the token vectors of ``page_ids``; durable when this returns."""
-        self._writable()
-        arrays = self._prepare(list(page_ids), list(vectors))
+        if self.read_only or self._closed:
+            raise PageStoreError(f"the page-vector store at {self.root} is open read-only (or closed)")
+        page_ids = list(page_ids)
+        arrays = self._prepare(page_ids, list(vectors))  # pooling runs outside the lock
         if not arrays:
             return
-        segment = self._segment
-        path = self.root / self._segment_name(segment)
-        if path.exists() and path.stat().st_size >= _SEGMENT_LIMIT:
-            segment = self._segment = segment + 1
+        with self._locked():
+            segment = self._segment
             path = self.root / self._segment_name(segment)
-            self._write_manifest()
-        new: dict[str, _Entry] = {}
-        with open(path, "ab") as f:
-            offset = f.tell()
-            for page_id, arr in zip(page_ids, arrays):
-                blob = self._encode(arr)
-                f.write(blob)
-                new[page_id] = _Entry(segment, offset, arr.shape[0])
-                offset += len(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        self._append_journal(b"".join(_encode_record(_OP_ADD, k, e) for k, e in new.items()))
-        self._entries.update(new)
+            if path.exists() and path.stat().st_size >= _SEGMENT_LIMIT:
+                segment = self._segment = segment + 1
+                path = self.root / self._segment_name(segment)
+                self._write_manifest()
+            new: dict[str, _Entry] = {}
+            with open(path, "ab") as f:
+                offset = f.tell()
+                for page_id, arr in zip(page_ids, arrays):
+                    blob = self._encode(arr)
+                    f.write(blob)
+                    new[page_id] = _Entry(segment, offset, arr.shape[0])
+                    offset += len(blob)
+                f.flush()
+                os.fsync(f.fileno())
+            self._append_journal(b"".join(_encode_record(_OP_ADD, k, e) for k, e in new.items()))
+            self._entries.update(new)
 
     def delete(self, page_ids: Iterable[str]) -> int:
         """Remove ``page_ids`` (unknown ids are skipped); returns how many were removed."""
-        self._writable()
-        present = [k for k in dict.fromkeys(page_ids) if k in self._entries]
-        if present:
-            self._append_journal(b"".join(_encode_record(_OP_DEL, k) for k in present))
-            for k in present:
-                del self._entries[k]
+        wanted = list(dict.fromkeys(page_ids))
+        with self._locked():
+            present = [k for k in wanted if k in self._entries]
+            if present:
+                self._append_journal(b"".join(_encode_record(_OP_DEL, k) for k in present))
+                for k in present:
+                    del self._entries[k]
         return len(present)
 
     def _append_journal(self, blob: bytes) -> None:
@@ -444,6 +453,7 @@ class PageVectorStore:
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
+        self._journal_offset += len(blob)
 
     def _write_manifest(self) -> None:
         manifest = {"journal": self._journal_name, "append_segment": self._segment}
@@ -455,7 +465,10 @@ class PageVectorStore:
         The switch is one atomic manifest replace: a crash before it keeps the old files (the new ones are
         removed on the next open), a crash after it keeps the new ones.
         """
-        self._writable()
+        with self._locked():
+            return self._compact()
+
+    def _compact(self) -> dict[str, int]:
         before = sum(p.stat().st_size for p in self.root.iterdir() if p.is_file())
         old_journal_number = int(self._journal_name.split("-")[1].split(".")[0])
         journal_name = f"journal-{old_journal_number + 1:06d}.log"
@@ -484,10 +497,10 @@ class PageVectorStore:
         finally:
             if out is not None:
                 out.close()
-        _atomic_write(
-            self.root / journal_name, b"".join(_encode_record(_OP_ADD, k, e) for k, e in new.items())
-        )
+        records = b"".join(_encode_record(_OP_ADD, k, e) for k, e in new.items())
+        _atomic_write(self.root / journal_name, records)
         self._journal_name = journal_name
+        self._journal_offset = len(records)
         self._segment = segment
         self._write_manifest()
         self._entries = new
