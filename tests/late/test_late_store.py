@@ -163,4 +163,4 @@ def test_retriever_over_the_store(tmp_path: Path, model: LateInteractionModel) -
     store.add_files(_docs(tmp_path / "docs"))
     docs = lc.UMRRetriever(store=store, k=2).invoke("quarterly revenue")
     hits = store.search("quarterly revenue", k=2)
-    assert [d.metadata["id"] if "id" in d.metadata else d.id for d in docs] == [h.id for h in hits]
+    assert [d.metadata.get("id", d.id) for d in docs] == [h.id for h in hits]
