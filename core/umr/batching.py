@@ -1,6 +1,7 @@
 """Token-budget batch planning, prefetching, OOM back-off and order restoration.
 
-Each input's token cost is known before any forward (``processing.PreparedInput.num_tokens``). Inputs
+Generic: nothing here knows a model family. Each input's token cost is known before any forward
+(``umr.backbones.base.PreparedInput.num_tokens``, or a reranker pair's ``num_tokens``). Inputs
 are sorted longest first (an out-of-memory error shows up on the first batch, not the last), then
 batches are filled while ``longest * count`` stays within the token budget and ``count`` within the
 batch size. Results are written back at each input's original position.
@@ -83,6 +84,9 @@ def run_planned(
     overlap: bool = True,
 ) -> torch.Tensor:
     """Plan batches, run ``forward(collate(indices))`` on each, return rows in the original order.
+
+    ``forward`` returns one row per index (``(len(indices), ...)``, any trailing shape); the result is
+    ``(len(costs), ...)`` on the device of the first batch's rows.
 
     On a CUDA out-of-memory error the batch is split in halves and retried, and the budget for the
     rest of the run is halved too; a single input that does not fit raises the original error.

@@ -1,7 +1,14 @@
-"""``Embedder``: text, images, fused text+image inputs and rendered pages to L2-normalised vectors."""
+"""``Embedder``: text, images, fused text+image inputs and rendered pages to L2-normalised vectors.
+
+The front door of every embedding engine: it coerces inputs, resolves instructions and prompts (the
+recipe's rules, ``RecipePrompts``), checks Matryoshka dims, names the vectors (``fingerprint``) and
+hands the work to the engine the recipe names (``umr.engines``: the native engine runs the backbone,
+the own-code engine runs a checkpoint's ``encode``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -14,17 +21,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from umr import modeling, pooling
-from umr.batching import run_planned
+from umr import modeling
+from umr.backbones.base import BackboneProcessor, PreparedInput
+from umr.engines import embed_engine_class
+from umr.engines.base import EmbedCall, EmbedEngine, source_path
 from umr.errors import RemoteCodeError
-from umr.inputs import InputLike, MultimodalInput, coerce_inputs
-from umr.processing import (
-    QWEN_UTILS_MAX_PIXELS,
-    QWEN_UTILS_MIN_PIXELS,
-    PreparedInput,
-    Processor,
-    preprocess_pool,
-)
+from umr.inputs import InputLike, MultimodalInput, coerce_inputs, is_single_input
 from umr.prompting import RecipePrompts, mbeir_format  # noqa: F401 - mbeir_format: re-exported
 from umr.recipes import (
     DEFAULT_EMBEDDER,
@@ -52,6 +54,8 @@ class Embedder(RecipePrompts):
     >>> scores = q @ d.T                                                           # doctest: +SKIP
 
     Vectors are float32 numpy arrays, L2-normalised, so a dot product is the cosine similarity.
+    ``embedder.engine`` is the engine the recipe names (``umr.engines``); ``embedder.processor`` its
+    backbone processor (None when the checkpoint's own code preprocesses).
     """
 
     def __init__(
@@ -73,7 +77,14 @@ class Embedder(RecipePrompts):
         show_progress: bool = False,
         fingerprint_seed: str = "",
     ) -> None:
-        self.model = model
+        """Wrap loaded parts (``from_pretrained`` is the usual way in).
+
+        ``model``, ``tokenizer``, ``image_processor``: what the recipe's engine loads (the own-code
+        engine needs no tokenizer or image processor: pass None); ``recipe``: an ``EmbedRecipe``;
+        ``model_id``: the name vectors are recorded under; ``device`` / ``dtype``: where the model lives;
+        the other arguments are those of ``from_pretrained``; ``fingerprint_seed``: the weights' identity
+        (``from_pretrained`` derives it from the checkpoint).
+        """
         self.recipe = recipe
         self.model_id = model_id
         self.device = device
@@ -88,38 +99,37 @@ class Embedder(RecipePrompts):
         self._max_pixels = int(max_pixels if max_pixels is not None else recipe.max_pixels)
         if self._min_pixels > self._max_pixels:
             raise ValueError(f"min_pixels ({self._min_pixels}) must not exceed max_pixels ({self._max_pixels})")
-        self.processor: Processor | None = None
-        self._exclude_span: tuple[int, int] | None = None
-        if recipe.backend == "native":
-            pre_budget = (
-                (self._min_pixels, self._max_pixels)
-                if recipe.pre_resize_to_budget
-                else (QWEN_UTILS_MIN_PIXELS, QWEN_UTILS_MAX_PIXELS)
-            )
-            self.processor = Processor(
-                tokenizer,
-                image_processor,
-                image_pad_token=recipe.image_pad_token,
-                min_pixels=self._min_pixels,
-                max_pixels=self._max_pixels,
-                max_length=recipe.max_length,
-                pre_resize=recipe.pre_resize,
-                padding_side=recipe.padding_side,
-                pre_resize_pixels=pre_budget,
-            )
-            if recipe.pool_exclude_span is not None:
-                start, end = recipe.pool_exclude_span
-                self._exclude_span = (self.processor.token_id(start), self.processor.token_id(end))
+        engine_cls = embed_engine_class(recipe.engine)
+        #: how this recipe runs (``umr.engines``); holds the model and, when umr preprocesses, the processor
+        self.engine: EmbedEngine = engine_cls(
+            model, tokenizer, image_processor, recipe, device=device, dtype=dtype,
+            min_pixels=self._min_pixels, max_pixels=self._max_pixels,
+        )
         self._text_only_image: Image.Image | None = None
         if recipe.text_only_image is not None:
             self._text_only_image = Image.new("RGB", recipe.text_only_image)
-        self.native_dim = int(_hidden_size(model))
+        self.native_dim = self.engine.native_dim
         self.dim = self._check_dim(dim)
         self._lock = threading.Lock()
         self._fingerprint_seed = fingerprint_seed
 
     #: one vector per input (a multi-vector model says ``multi_vector = True``)
     multi_vector = False
+
+    @property
+    def model(self) -> Any:
+        """The loaded model (the engine's; fine-tuning may replace it)."""
+        return self.engine.model
+
+    @model.setter
+    def model(self, value: Any) -> None:
+        self.engine.model = value
+
+    @property
+    def processor(self) -> BackboneProcessor | None:
+        """The backbone's processor (tokenizer, image processor, pixel budget), or None when the
+        checkpoint's own code preprocesses (own-code engine)."""
+        return self.engine.processor
 
     # -- construction ---------------------------------------------------------------------------------
     @classmethod
@@ -142,14 +152,29 @@ class Embedder(RecipePrompts):
     ) -> Embedder:
         """Load an embedder from a hub id or a local directory.
 
+        - ``model_id_or_path``: a published id (``umr models``) or a local checkpoint folder.
+        - ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``; None picks CUDA when available.
+        - ``dtype``: ``"bfloat16"``, ``"float16"``, ``"float32"`` (or a ``torch.dtype``); None gives the
+          recipe's half type on CUDA (bf16 when supported) and float32 elsewhere.
+        - ``recipe``: the recipe name, needed for a local folder whose recipe cannot be inferred (a
+          ``umr.json`` marker or a folder named like the hub repository is enough).
+        - ``dim``: Matryoshka output dim, one the recipe was trained for (default: the native dim).
+        - ``attn_implementation``: ``"sdpa"`` (default), ``"eager"`` or ``"flash_attention_2"`` (the
+          default on CUDA in half precision when ``flash_attn`` is installed and the recipe is causal).
+        - ``query_instruction``: the task instruction queries get when a call gives none (documents follow
+          the recipe's rule).
+        - ``max_batch_tokens``: padded-token budget of one forward pass; ``batch_size``: most inputs per
+          forward pass (the planner sorts inputs by cost and fills batches under both limits).
+        - ``min_pixels`` / ``max_pixels``: pixel budget of one image (default: the recipe's, or the one a
+          fine-tuned checkpoint records in its ``umr.json``).
+        - ``trust_remote_code``: must be True to load a recipe that runs the checkpoint's own code
+          (MM-Embed); ignored (never passed on) for recipes umr runs itself.
+        - ``show_progress``: a progress bar per ``embed`` call (tqdm).
+
         A multi-vector (late-interaction) model (``vidore/colqwen2.5-v0.2``, ``vidore/colqwen2-v1.0``,
         ``nomic-ai/colnomic-embed-multimodal-3b`` / ``-7b``) gives a :class:`umr.late.LateInteractionModel`,
         whose ``embed_queries`` / ``embed_documents`` return :class:`umr.late.MultiVectors` (one
         ``(n_tokens, 128)`` array per input).
-
-        ``recipe`` names the recipe for a local directory whose recipe cannot be inferred (a ``umr.json``
-        marker or a folder named like the hub repository is enough). ``dtype`` defaults to bf16 on CUDA
-        and float32 on CPU; ``attn_implementation`` to SDPA (FlashAttention 2 when installed on CUDA).
         """
         from umr.late.recipes import multi_vector_recipe_name
 
@@ -179,30 +204,25 @@ class Embedder(RecipePrompts):
         if rec.trust_remote_code and trust_remote_code is not True:
             # Checked before anything of the checkout is read: none of its code may run without consent.
             raise RemoteCodeError(_remote_code_refusal(os.fspath(model_id_or_path), rec))
+        engine = embed_engine_class(rec.engine)
         dev = modeling.resolve_device(device)
         dt = modeling.resolve_dtype(dtype, dev, rec.preferred_dtype)
-        remote = rec.backend == "remote-encode"
-        attn = None if remote else modeling.resolve_attn_implementation(attn_implementation, dev, dt, rec.attention)
-        if remote and attn_implementation is not None:
-            attn = attn_implementation
-        # Native recipes never run a checkout's own code, whatever the caller passed.
+        attn = engine.choose_attn_implementation(attn_implementation, dev, dt, rec)
+        # Recipes umr runs itself never run a checkout's own code, whatever the caller passed.
         trust = bool(trust_remote_code) and rec.trust_remote_code
         config = modeling.load_config(model_id_or_path, name, trust_remote_code=trust)
-        source = _source(model_id_or_path)
-        model = modeling.load_model(
-            model_id_or_path, name, head="base", device=dev, dtype=dt, attn_implementation=attn,
+        source = source_path(model_id_or_path)
+        parts = engine.load_parts(
+            model_id_or_path, rec, config=config, device=dev, dtype=dt, attn_implementation=attn,
             trust_remote_code=trust,
+            min_pixels=min_pixels if min_pixels is not None else rec.min_pixels,
+            max_pixels=max_pixels if max_pixels is not None else rec.max_pixels,
         )
-        tokenizer = image_processor = None
-        if not remote:
-            tokenizer = modeling.load_tokenizer(source, name, rec.added_tokens)
-            modeling.ensure_token_rows(model, tokenizer, rec.added_tokens, name)
-            budget_min = min_pixels if min_pixels is not None else rec.min_pixels
-            budget_max = max_pixels if max_pixels is not None else rec.max_pixels
-            image_processor = modeling.load_image_processor(source, budget_min, budget_max)
-        logger.info("loaded %s (recipe %s) on %s as %s with %s attention", source, name, dev, dt, attn)
+        logger.info(
+            "loaded %s (recipe %s, %s engine) on %s as %s with %s attention", source, name, rec.engine, dev, dt, attn
+        )
         return cls(
-            model, tokenizer, image_processor, rec,
+            parts.model, parts.tokenizer, parts.image_processor, rec,
             model_id=_source_id(model_id_or_path), device=dev, dtype=dt, dim=dim,
             query_instruction=query_instruction, max_batch_tokens=max_batch_tokens, batch_size=batch_size,
             min_pixels=min_pixels, max_pixels=max_pixels, show_progress=show_progress,
@@ -217,6 +237,7 @@ class Embedder(RecipePrompts):
 
     @property
     def min_pixels(self) -> int:
+        """Smallest pixel count an image is resized up to."""
         return self._min_pixels
 
     @property
@@ -330,18 +351,19 @@ class Embedder(RecipePrompts):
             raise ValueError(f"side must be 'query' or 'document', got {side!r}")
         if instruction is not None and not isinstance(instruction, str):
             raise TypeError(f"instruction must be str or None, got {type(instruction).__name__}")
-        single = isinstance(inputs, (str, bytes, bytearray, dict, MultimodalInput, os.PathLike)) or (
-            hasattr(inputs, "size") and hasattr(inputs, "mode")  # a PIL image
-        )
+        single = is_single_input(inputs)
         items = coerce_inputs(inputs)
         if not items:
             empty = np.zeros((0, self.dim), dtype=np.float32)
             return empty if convert_to == "numpy" else torch.from_numpy(empty)
-        if self.processor is None:
-            vectors = self._run_remote(items, side, instruction, batch_size)
-        else:
-            prepared = self.prepare_inputs(items, side=side, instruction=instruction)
-            vectors = self._run(prepared, batch_size, max_batch_tokens, show_progress)
+        call = EmbedCall(
+            side=side,
+            instruction=instruction,
+            dim=self.dim,
+            batch_size=batch_size or self.batch_size,
+            max_batch_tokens=max_batch_tokens or self.max_batch_tokens,
+        )
+        vectors = self._run(items, call, show_progress)  # (n, dim) float32, CPU
         out = vectors[0] if single else vectors
         return out.numpy() if convert_to == "numpy" else out
 
@@ -355,21 +377,12 @@ class Embedder(RecipePrompts):
         """Tokenise ``inputs`` with the prompt, instruction and pixel budget that ``embed`` uses.
 
         The result feeds ``encode_prepared`` (training, custom batching); each item knows its exact
-        token cost (``num_tokens``). Images are not decoded yet. Native (non remote-code) recipes only.
+        token cost (``num_tokens``). Images are not decoded yet. Engines umr runs itself only (a recipe
+        whose checkpoint code preprocesses raises ``NotImplementedError``).
         """
         if side not in ("query", "document"):
             raise ValueError(f"side must be 'query' or 'document', got {side!r}")
-        if self.processor is None:
-            raise NotImplementedError(
-                f"recipe {self.recipe.name!r} runs the checkpoint's own encode(); prepare_inputs and "
-                "encode_prepared need a native recipe (see `umr models`)"
-            )
-        processor = self.processor
-        items = coerce_inputs(inputs)
-        return [
-            processor.prepare(i, self._with_text_only_image(it), self.build_prompt(it, side, instruction))
-            for i, it in enumerate(items)
-        ]
+        return self.engine.prepare(coerce_inputs(inputs), self, side, instruction)
 
     def encode_prepared(self, prepared: list[PreparedInput]) -> torch.Tensor:
         """Embed one batch of ``prepare_inputs`` items as a differentiable ``(n, dim)`` tensor on the device.
@@ -379,97 +392,22 @@ class Embedder(RecipePrompts):
         """
         if not prepared:
             raise ValueError("encode_prepared needs at least one prepared input")
-        return self._forward(self._collate(list(prepared)))
+        return self.engine.encode_prepared(list(prepared), self.dim)
 
-    def _run(
-        self,
-        prepared: list[PreparedInput],
-        batch_size: int | None,
-        max_batch_tokens: int | None,
-        show_progress: bool | None,
-    ) -> torch.Tensor:
+    def _run(self, items: list[MultimodalInput], call: EmbedCall, show_progress: bool | None) -> torch.Tensor:
         progress = None
         if show_progress if show_progress is not None else self.show_progress:
             from tqdm.auto import tqdm
 
-            progress = tqdm(total=len(prepared), desc="embedding", unit="input")
+            progress = tqdm(total=len(items), desc="embedding", unit="input")
+        if progress is not None:
+            call = dataclasses.replace(call, on_batch=progress.update)
         try:
             with self._lock, torch.inference_mode():
-                vectors = run_planned(
-                    [p.num_tokens for p in prepared],
-                    max_tokens=max_batch_tokens or self.max_batch_tokens,
-                    max_batch_size=batch_size or self.batch_size,
-                    collate=lambda idx: self._collate([prepared[i] for i in idx]),
-                    forward=self._forward,
-                    on_batch=progress.update if progress is not None else None,
-                    overlap=self.device.type != "cpu",
-                )
+                return self.engine.embed(items, self, call)
         finally:
             if progress is not None:
                 progress.close()
-        return vectors.cpu()
-
-    def _run_remote(
-        self, items: list[MultimodalInput], side: Side, instruction: str | None, batch_size: int | None
-    ) -> torch.Tensor:
-        """Checkpoints with their own ``encode(inputs, is_query, instruction, max_length)`` (MM-Embed).
-
-        Inputs become ``{"txt": ..., "img": PIL}`` dicts; items are grouped by instruction because the
-        reference API takes one instruction per call. The instruction goes in raw: its code renders
-        ``Instruct: {instruction}\\nQuery: ...`` itself.
-        """
-        size = batch_size or self.batch_size
-        groups: dict[str | None, list[int]] = {}
-        for i, it in enumerate(items):
-            text = self.instruction_for(it, side, instruction) if side == "query" else ""
-            groups.setdefault(text or None, []).append(i)
-        out: list[torch.Tensor | None] = [None] * len(items)
-        with self._lock, torch.inference_mode():
-            for instr, idx in groups.items():
-                for lo in range(0, len(idx), size):
-                    chunk = idx[lo : lo + size]
-                    batch = [_remote_input(items[i]) for i in chunk]
-                    result = self.model.encode(
-                        batch, is_query=side == "query", instruction=instr, max_length=self.recipe.max_length
-                    )
-                    vecs = result["hidden_states"] if not isinstance(result, torch.Tensor) else result
-                    vecs = vecs.float()[:, : self.dim]
-                    if self.recipe.normalize:
-                        vecs = torch.nn.functional.normalize(vecs, p=2, dim=-1)
-                    for row, i in enumerate(chunk):
-                        out[i] = vecs[row].cpu()
-        return torch.stack([v for v in out if v is not None])
-
-    def _collate(self, batch: list[PreparedInput]) -> dict[str, torch.Tensor]:
-        assert self.processor is not None
-        pool = preprocess_pool() if self.device.type == "cuda" else None
-        tensors = self.processor.collate(batch, pool)
-        if self.device.type == "cuda":
-            tensors = {k: v.pin_memory() for k, v in tensors.items()}
-        return tensors
-
-    def _forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        if "pixel_values" in batch:
-            batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
-        assert self.processor is not None
-        hidden = modeling.forward_hidden(
-            self.model, batch, positions=self.recipe.positions, attention=self.recipe.attention,
-            image_token_id=self.processor.image_pad_id,
-        )
-        pooled = pooling.pool(
-            self.recipe.pooling, hidden, batch["attention_mask"], batch["input_ids"], self._exclude_span
-        ).float()
-        pooled = pooled[:, : self.dim]
-        if self.recipe.normalize:
-            pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
-        return pooled
-
-
-def _hidden_size(model: Any) -> int:
-    config = model.config
-    text = getattr(config, "text_config", None) or config
-    return int(text.hidden_size)
 
 
 def _fingerprint(seed: str, recipe: str, min_pixels: int, max_pixels: int, dim: int) -> str:
@@ -507,21 +445,6 @@ def _source_id(model_id_or_path: str | os.PathLike) -> str:
     """The hub id as given, or the absolute path of a local folder (valid from any directory)."""
     path = Path(os.fspath(model_id_or_path)).expanduser()
     return str(path.resolve()) if path.is_dir() else os.fspath(model_id_or_path)
-
-
-def _source(model_id_or_path: str | os.PathLike) -> str:
-    path = Path(os.fspath(model_id_or_path)).expanduser()
-    return str(path) if path.exists() else os.fspath(model_id_or_path)
-
-
-def _remote_input(item: MultimodalInput) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if item.text is not None:
-        out["txt"] = item.text
-    if item.image is not None:
-        img = item.load_image()
-        out["img"] = img if img.mode == "RGB" else img.convert("RGB")
-    return out
 
 
 def _remote_code_refusal(model_id: str, recipe: EmbedRecipe) -> str:

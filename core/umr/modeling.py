@@ -1,7 +1,9 @@
-"""Load backbones (device, dtype, attention implementation) and run them to hidden states.
+"""Loading checkpoints with transformers: device, dtype, attention implementation, config, weights,
+tokenizer. Nothing here is specific to one architecture family.
 
-The model never sees PIL images: it gets the tensors ``processing.Processor.collate`` made. Embeddings
-come from the final-norm hidden states of the language model; the lm_head is never applied here.
+What a family does with its tensors (positions, visual features, attention mode) lives in its backbone
+package; ``forward_hidden``, ``text_positions``, ``base_model`` and ``load_image_processor`` are
+re-exported from ``umr.backbones.qwen_vl`` for callers of the old paths.
 """
 
 from __future__ import annotations
@@ -218,85 +220,22 @@ def ensure_token_rows(model: Any, tokenizer: Any, tokens: tuple[str, ...], recip
     model.resize_token_embeddings(len(tokenizer))
 
 
-def load_image_processor(source: str, min_pixels: int, max_pixels: int) -> Any:
-    """The PIL Qwen2-VL image processor (no torchvision), with the recipe's pixel budget."""
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+# Re-exports of the Qwen-VL specifics that used to live here (old import paths keep working).
+from umr.backbones.qwen_vl.modeling import base_model, forward_hidden, text_positions  # noqa: E402
+from umr.backbones.qwen_vl.processing import load_image_processor  # noqa: E402
 
-    try:
-        with quiet_transformers():
-            return Qwen2VLImageProcessorPil.from_pretrained(
-                source, min_pixels=min_pixels, max_pixels=max_pixels
-            )
-    except (OSError, ValueError) as exc:
-        raise ModelNotFoundError(f"cannot load the image processor of {source!r}: {exc}") from exc
-
-
-def base_model(model: Any) -> Any:
-    """The multimodal base model (vision tower + language model) inside a model with a head."""
-    return model.model if hasattr(model, "lm_head") else model
-
-
-def text_positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Sequential positions counted over real tokens only (pads get 0), as (3, B, L) for M-RoPE models.
-
-    Equals ``get_rope_index`` for text-only rows, with left or right padding.
-    """
-    pos = (attention_mask.to(torch.long).cumsum(-1) - 1).clamp_min(0)
-    return pos.unsqueeze(0).expand(3, -1, -1)
-
-
-def forward_hidden(
-    model: Any,
-    batch: dict[str, torch.Tensor],
-    *,
-    positions: str,
-    attention: str,
-    image_token_id: int,
-) -> torch.Tensor:
-    """Run the base model on one collated batch; returns final-norm hidden states (B, L, H).
-
-    ``positions="1d"`` gives every token the sequential position ``arange(L)`` on all three M-RoPE axes
-    (GME's reference behaviour); ``"mrope"`` gives the 3-D positions of the image grid (the model's own
-    ``get_rope_index``, computed here from the 2-D padding mask) and, for text-only batches, positions
-    counted over real tokens. ``attention="bidirectional"`` replaces the causal mask by a padding-only
-    4-D mask, which every Qwen-VL language model (qwen2_vl, qwen2_5_vl, qwen3_vl) takes as it is.
-    """
-    from transformers.masking_utils import create_bidirectional_mask
-
-    base = base_model(model)
-    input_ids = batch["input_ids"]
-    attention_mask = batch["attention_mask"]
-    bsz, length = input_ids.shape
-    kwargs: dict[str, Any] = {"use_cache": False}
-    mm_token_type_ids = (input_ids == image_token_id).to(torch.int32)
-    if "pixel_values" in batch:
-        kwargs["pixel_values"] = batch["pixel_values"]
-        kwargs["image_grid_thw"] = batch["image_grid_thw"]
-    kwargs["mm_token_type_ids"] = mm_token_type_ids
-    if positions == "1d":
-        kwargs["position_ids"] = (
-            torch.arange(length, device=input_ids.device).view(1, 1, -1).expand(3, bsz, -1)
-        )
-    elif positions == "mrope":
-        if "pixel_values" in batch:
-            kwargs["position_ids"], _ = base.get_rope_index(
-                input_ids,
-                mm_token_type_ids=mm_token_type_ids,
-                image_grid_thw=batch["image_grid_thw"],
-                attention_mask=attention_mask,
-            )
-        else:
-            kwargs["position_ids"] = text_positions(attention_mask)
-    else:
-        raise ValueError(f"unknown positions {positions!r}; valid: '1d', 'mrope'")
-    mask: Any = attention_mask
-    if attention == "bidirectional":
-        dummy = torch.empty((bsz, length, 1), dtype=base.dtype, device=input_ids.device)
-        mask = create_bidirectional_mask(
-            config=base.language_model.config, inputs_embeds=dummy, attention_mask=attention_mask,
-            allow_is_bidirectional_skip=False,
-        )
-    elif attention != "causal":
-        raise ValueError(f"unknown attention {attention!r}; valid: 'causal', 'bidirectional'")
-    out = base(input_ids=input_ids, attention_mask=mask, **kwargs)
-    return out.last_hidden_state
+__all__ = [
+    "DTYPES",
+    "base_model",
+    "ensure_token_rows",
+    "forward_hidden",
+    "load_config",
+    "load_image_processor",
+    "load_model",
+    "load_tokenizer",
+    "quiet_transformers",
+    "resolve_attn_implementation",
+    "resolve_device",
+    "resolve_dtype",
+    "text_positions",
+]

@@ -1,308 +1,33 @@
-"""Inputs to tensors: prompts, pixel budget, tokenisation and collation. Never touches the model.
+"""Old home of the Qwen-VL input processing; it now lives in ``umr.backbones.qwen_vl.processing``.
 
-The work is split in two so that batches can be planned before any pixel is decoded:
-
-1. ``Processor.prepare`` renders the prompt, tokenises it (with a single image placeholder) and computes
-   the number of visual tokens from the image header size — cheap, exact token cost.
-2. ``Processor.collate`` decodes and resizes the images of one planned batch, expands the placeholders,
-   truncates, pads and returns tensors.
+Kept so that ``from umr.processing import Processor, smart_resize, ...`` keeps working.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import threading
-from collections.abc import Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from umr.backbones.base import EncodedImage, ImageGeometry, PreparedInput, preprocess_pool
+from umr.backbones.qwen_vl.processing import (
+    MAX_ASPECT_RATIO,
+    QWEN_UTILS_MAX_PIXELS,
+    QWEN_UTILS_MIN_PIXELS,
+    Processor,
+    _to_rgb,
+    clamp_aspect,
+    smart_resize,
+    to_rgb,
+)
 
-import numpy as np
-import torch
-from PIL import Image
-
-from umr.errors import InputError
-from umr.inputs import MultimodalInput
-
-# qwen-vl-utils ``fetch_image`` defaults (first of GME's two resizes)
-QWEN_UTILS_MIN_PIXELS = 4 * 28 * 28
-QWEN_UTILS_MAX_PIXELS = 16384 * 28 * 28
-MAX_ASPECT_RATIO = 200
-
-
-def smart_resize(
-    height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56, max_pixels: int = 28 * 28 * 1280
-) -> tuple[int, int]:
-    """Nearest (height, width) that are multiples of ``factor`` with an area in [min_pixels, max_pixels].
-
-    Same arithmetic as Qwen2-VL's processors; an aspect ratio above 200 is first brought to 200 by
-    clamping the long side (the reference raises instead, which would crash on a 10000x50 strip).
-    """
-    height, width = clamp_aspect(height, width)
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
-
-
-def clamp_aspect(height: int, width: int, max_ratio: float = MAX_ASPECT_RATIO) -> tuple[int, int]:
-    """Shorten the long side so that long / short <= ``max_ratio`` (strictly below for the processor)."""
-    if max(height, width) / min(height, width) > max_ratio:
-        if height > width:
-            height = int(width * max_ratio)
-        else:
-            width = int(height * max_ratio)
-    return height, width
-
-
-@dataclass(frozen=True)
-class ImageGeometry:
-    """Sizes an image goes through: after the optional pre-resize, and the final processor grid."""
-
-    pre_size: tuple[int, int] | None  # (width, height) after the qwen-vl-utils style first resize
-    final_size: tuple[int, int]  # (width, height) fed to the vision tower
-    num_tokens: int  # visual tokens in the language model (after the 2x2 merge)
-
-
-@dataclass
-class PreparedInput:
-    """One input, tokenised with a single image placeholder; its exact cost is known."""
-
-    index: int
-    input: MultimodalInput
-    ids: list[int]
-    geometry: ImageGeometry | None
-
-    @property
-    def num_tokens(self) -> int:
-        extra = self.geometry.num_tokens - 1 if self.geometry else 0
-        return len(self.ids) + extra
-
-
-class Processor:
-    """Prompt building, pixel budget, tokenisation and collation for Qwen-VL style backbones.
-
-    ``recipe`` is an ``EmbedRecipe`` or ``RerankRecipe``; ``image_processor`` a Qwen2-VL image processor.
-    """
-
-    def __init__(
-        self,
-        tokenizer: Any,
-        image_processor: Any,
-        *,
-        image_pad_token: str,
-        min_pixels: int,
-        max_pixels: int,
-        max_length: int,
-        pre_resize: bool,
-        padding_side: str,
-        pre_resize_pixels: tuple[int, int] = (QWEN_UTILS_MIN_PIXELS, QWEN_UTILS_MAX_PIXELS),
-    ) -> None:
-        self.tokenizer = tokenizer
-        self.image_processor = image_processor
-        self.min_pixels = int(min_pixels)
-        self.max_pixels = int(max_pixels)
-        self.max_length = int(max_length)
-        self.pre_resize = pre_resize
-        #: (min, max) pixels of the first, qwen-vl-utils style resize (its defaults unless a recipe says)
-        self.pre_min_pixels, self.pre_max_pixels = (int(x) for x in pre_resize_pixels)
-        self.padding_side = padding_side
-        self.patch_size = int(getattr(image_processor, "patch_size", 14))
-        self.merge_size = int(getattr(image_processor, "merge_size", 2))
-        self.temporal_patch_size = int(getattr(image_processor, "temporal_patch_size", 2))
-        self.factor = self.patch_size * self.merge_size
-        self.image_pad_id = self._token_id(image_pad_token)
-        pad = tokenizer.pad_token_id
-        self.pad_id = int(pad if pad is not None else tokenizer.convert_tokens_to_ids("<|endoftext|>"))
-        if min_pixels > max_pixels:
-            raise ValueError(f"min_pixels ({min_pixels}) must not exceed max_pixels ({max_pixels})")
-
-    def _token_id(self, token: str) -> int:
-        tid = self.tokenizer.convert_tokens_to_ids(token)
-        if tid is None or tid == self.tokenizer.unk_token_id:
-            raise ValueError(f"the tokenizer does not know the token {token!r}; is this the right recipe?")
-        return int(tid)
-
-    def token_id(self, token: str) -> int:
-        """Id of a token that must exist as one unit in the vocabulary (answer words, markers)."""
-        ids = self.tokenizer.encode(token, add_special_tokens=False)
-        if len(ids) != 1:
-            raise ValueError(f"{token!r} is not a single token in this tokenizer ({ids})")
-        return int(ids[0])
-
-    # -- geometry ------------------------------------------------------------------------------------
-    def geometry(self, width: int, height: int) -> ImageGeometry:
-        """Final size and visual-token count of an image of ``width`` x ``height``, without decoding it."""
-        pre = None
-        if self.pre_resize:
-            ph, pw = smart_resize(height, width, self.factor, self.pre_min_pixels, self.pre_max_pixels)
-            pre = (pw, ph)
-            height, width = ph, pw
-        fh, fw = smart_resize(height, width, self.factor, self.min_pixels, self.max_pixels)
-        n = (fh // self.patch_size) * (fw // self.patch_size) // (self.merge_size**2)
-        return ImageGeometry(pre_size=pre, final_size=(fw, fh), num_tokens=n)
-
-    # -- step 1: prompt + cost -------------------------------------------------------------------------
-    def prepare(self, index: int, item: MultimodalInput, prompt: str) -> PreparedInput:
-        """Tokenise ``prompt`` (which holds at most one image placeholder) and size the image."""
-        ids = self.tokenizer.encode(prompt, add_special_tokens=False)
-        n_pad = ids.count(self.image_pad_id)
-        geometry = None
-        if item.image is not None:
-            if n_pad != 1:
-                raise ValueError(f"prompt for input #{index} must hold exactly one image placeholder")
-            try:
-                w, h = item.image_size()
-            except InputError as exc:
-                raise InputError(f"input #{index}: {exc}") from None
-            geometry = self.geometry(w, h)
-        elif n_pad:
-            raise InputError(
-                f"input #{index} has no image but its text contains the image placeholder token; "
-                "remove '<|image_pad|>' from the text"
-            )
-        return PreparedInput(index=index, input=item, ids=ids, geometry=geometry)
-
-    # -- step 2: tensors ------------------------------------------------------------------------------
-    def resize(self, item: MultimodalInput, geometry: ImageGeometry, owner: str) -> Image.Image:
-        """Decode one image and resize it as its geometry planned (RGB, alpha dropped).
-
-        ``owner`` names the input in errors (``"input #3"``, ``"candidate #2"``).
-        """
-        try:
-            img = item.load_image()
-        except InputError as exc:
-            raise InputError(f"{owner}: {exc}") from None
-        # convert("RGB") drops alpha without compositing, as the reference does; CMYK, P, L, I;16 too.
-        img = _to_rgb(img)
-        if geometry.pre_size is not None and img.size != geometry.pre_size:
-            img = img.resize(geometry.pre_size, Image.Resampling.BICUBIC)
-        elif geometry.pre_size is None:
-            h, w = clamp_aspect(img.size[1], img.size[0])
-            if (w, h) != img.size:  # bring > 200:1 strips into range for the image processor
-                img = img.resize((w, h), Image.Resampling.BICUBIC)
-        return img
-
-    def load_pixels(self, prepared: PreparedInput) -> Image.Image:
-        """``resize`` for a prepared input."""
-        assert prepared.geometry is not None
-        return self.resize(prepared.input, prepared.geometry, f"input #{prepared.index}")
-
-    def encode_image(self, item: MultimodalInput, geometry: ImageGeometry, owner: str) -> EncodedImage:
-        """Decode, resize and patchify one image: patches (n, C*T*P*P) and its (t, h, w) grid."""
-        img = self.resize(item, geometry, owner)
-        out = self.image_processor(
-            images=[img],
-            size={"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels},
-            return_tensors="np",
-        )
-        grid = [int(x) for x in np.asarray(out["image_grid_thw"])[0]]
-        n_tokens = grid[0] * grid[1] * grid[2] // (self.merge_size**2)
-        if n_tokens != geometry.num_tokens:  # planning and processing must agree
-            raise RuntimeError(f"{owner}: planned {geometry.num_tokens} visual tokens, processor made {n_tokens}")
-        return EncodedImage(np.asarray(out["pixel_values"]), grid, n_tokens)
-
-    def encode_images(
-        self, jobs: Sequence[tuple[MultimodalInput, ImageGeometry, str]], pool: Executor | None = None
-    ) -> list[EncodedImage]:
-        """``encode_image`` over many images, in ``pool``'s threads when given (PIL releases the GIL)."""
-        if pool is None or len(jobs) < 2:
-            return [self.encode_image(*job) for job in jobs]
-        return list(pool.map(lambda job: self.encode_image(*job), jobs))
-
-    def expand(self, ids: Sequence[int], images: Sequence[EncodedImage]) -> list[int]:
-        """Replace the i-th image placeholder of ``ids`` by ``images[i].num_tokens`` placeholders."""
-        out: list[int] = []
-        pending = iter(images)
-        for tok in ids:
-            if tok == self.image_pad_id:
-                out.extend([self.image_pad_id] * next(pending).num_tokens)
-            else:
-                out.append(tok)
-        return out
-
-    def pad(self, rows: Sequence[Sequence[int]], images: Sequence[EncodedImage] = ()) -> dict[str, torch.Tensor]:
-        """Pad token rows on the recipe's side and stack them with the images' patches.
-
-        Returns ``input_ids`` / ``attention_mask`` (B, L) and, with images, ``pixel_values``
-        (total patches, C*T*P*P) and ``image_grid_thw`` (n_images, 3) in placeholder order.
-        """
-        longest = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), longest), dtype=torch.long)
-        for i, r in enumerate(rows):
-            span = slice(longest - len(r), longest) if self.padding_side == "left" else slice(0, len(r))
-            input_ids[i, span] = torch.tensor(r, dtype=torch.long)
-            attention_mask[i, span] = 1
-        batch: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if images:
-            batch["pixel_values"] = torch.from_numpy(np.concatenate([im.patches for im in images], axis=0))
-            batch["image_grid_thw"] = torch.tensor([im.grid for im in images], dtype=torch.long)
-        return batch
-
-    def collate(self, batch: Sequence[PreparedInput], pool: Executor | None = None) -> dict[str, torch.Tensor]:
-        """Encode the batch's images, expand placeholders, truncate to ``max_length`` and pad."""
-        jobs = [(p.input, p.geometry, f"input #{p.index}") for p in batch if p.geometry is not None]
-        encoded = iter(self.encode_images(jobs, pool))
-        rows: list[list[int]] = []
-        images: list[EncodedImage] = []
-        for prep in batch:
-            mine = [next(encoded)] if prep.geometry is not None else []
-            ids = self.expand(prep.ids, mine)
-            if len(ids) > self.max_length:
-                ids = ids[: self.max_length]
-                if mine and ids.count(self.image_pad_id) != mine[0].num_tokens:
-                    raise InputError(
-                        f"input #{prep.index}: the prompt before the image is so long that truncation at "
-                        f"{self.max_length} tokens would cut the image; shorten the instruction or text"
-                    )
-            images.extend(mine)
-            rows.append(ids)
-        return self.pad(rows, images)
-
-
-@dataclass(frozen=True)
-class EncodedImage:
-    """One image ready for the vision tower."""
-
-    patches: np.ndarray  # (grid_t * grid_h * grid_w, C * T * P * P) float32
-    grid: list[int]  # [t, h, w] in patches
-    num_tokens: int  # placeholders in the language model (after the merge)
-
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def preprocess_pool() -> ThreadPoolExecutor:
-    """Process-wide threads for image decoding / resizing / patchifying (used when a GPU is the model's
-    device, so that CPU preprocessing of a batch keeps up with the forward pass)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            workers = max(1, min(8, (os.cpu_count() or 2) - 1))
-            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="umr-preprocess")
-        return _POOL
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = arr.max() or 1.0
-        img = Image.fromarray((arr * (255.0 / top)).clip(0, 255).astype(np.uint8), mode="L")
-    elif img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        scale = 255.0 / (hi - lo) if hi > lo else 0.0
-        img = Image.fromarray(((arr - lo) * scale).clip(0, 255).astype(np.uint8), mode="L")
-    return img.convert("RGB")
+__all__ = [
+    "MAX_ASPECT_RATIO",
+    "QWEN_UTILS_MAX_PIXELS",
+    "QWEN_UTILS_MIN_PIXELS",
+    "EncodedImage",
+    "ImageGeometry",
+    "PreparedInput",
+    "Processor",
+    "_to_rgb",
+    "clamp_aspect",
+    "preprocess_pool",
+    "smart_resize",
+    "to_rgb",
+]

@@ -113,8 +113,10 @@ class RecipePrompts:
         content = image + body if r.image_first else body + image
         return fill(r.template_for(side), instruction=instr, content=content)
 
-    def _with_text_only_image(self, item: MultimodalInput) -> MultimodalInput:
+    def with_text_only_image(self, item: MultimodalInput) -> MultimodalInput:
         """DSE-style recipes encode text-only inputs together with a small black image."""
         if item.image is not None or self._text_only_image is None:
             return item
         return MultimodalInput(text=item.text, image=self._text_only_image, instruction=item.instruction)
+
+    _with_text_only_image = with_text_only_image  # the old private name

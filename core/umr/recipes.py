@@ -1,9 +1,11 @@
 """Model recipes as data: one frozen dataclass per model family, one entry per published model id.
 
 Adding a model means adding a recipe (or a ``ModelEntry`` pointing at an existing one), never an ``if``
-in the pipeline. Every behaviour that differs between families (prompt template, which instruction the
-document side gets, pooling, attention mode, positions, padding side, pixel budget, Matryoshka dims) is a
-field here and is read by ``processing``, ``modeling`` and ``pooling``.
+in the pipeline. Every behaviour that differs between families is a field here: the engine that runs it
+(``umr.engines``), the backbone (``umr.backbones``, by transformers ``model_type``), prompt template,
+which instruction the document side gets, pooling, attention mode, positions, padding side, pixel
+budget, alpha handling, Matryoshka dims. A new family needs a recipe entry and, if its architecture is
+new, one backbone package.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from umr.engines import DEFAULT_ENGINE, get_engine
 from umr.errors import UnknownRecipeError
 from umr.late.recipes import MULTI_VECTOR_MODELS, MULTI_VECTOR_RECIPES
 
@@ -21,6 +24,8 @@ Pooling = Literal["last", "mean"]
 Attention = Literal["causal", "bidirectional"]
 Positions = Literal["1d", "mrope"]
 Side = Literal["query", "document"]
+#: how transparency becomes RGB: see ``umr.backbones.base.AlphaMode`` (kept in sync with it)
+Alpha = Literal["drop", "white-rgba", "white-any"]
 
 QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
 # The placeholder token that the processor expands to one token per merged visual patch.
@@ -97,9 +102,22 @@ class EmbedRecipe:
     added_tokens: tuple[str, ...] = ()
     #: the checkpoint ships its own modelling code: it loads only with an explicit trust_remote_code=True
     trust_remote_code: bool = False
-    #: "native": umr runs the backbone itself; "remote-encode": the checkpoint's own ``encode`` runs it
-    backend: Literal["native", "remote-encode"] = "native"
+    #: the engine that runs it (``umr.engines``): "native" (umr runs the backbone) or "own-code" (the
+    #: checkpoint's own ``encode``)
+    engine: str = DEFAULT_ENGINE
+    #: how an image with transparency becomes RGB, as the model's reference code does it
+    alpha: Alpha = "drop"
+    #: words for the model table when the pooling is the checkpoint's own (MM-Embed: "latent attention")
+    pooling_note: str | None = None
     preferred_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+
+    def __post_init__(self) -> None:
+        _check_engine(self.name, self.engine)
+
+    @property
+    def backend(self) -> str:
+        """Old name of the engine choice: "native", or "remote-encode" for an engine running checkpoint code."""
+        return "remote-encode" if get_engine(self.engine).runs_checkpoint_code else "native"
 
     def template_for(self, side: Side) -> str:
         if side == "query" and self.query_template is not None:
@@ -155,7 +173,23 @@ class RerankRecipe:
     padding_side: Literal["left", "right"] = "left"
     #: the checkpoint is a peft LoRA adapter; base model used when its adapter_config.json names none
     adapter_of: str | None = None
+    #: the engine that runs it (``umr.engines``)
+    engine: str = DEFAULT_ENGINE
+    #: how an image with transparency becomes RGB, as the model's reference code does it
+    alpha: Alpha = "drop"
     preferred_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+
+    def __post_init__(self) -> None:
+        _check_engine(self.name, self.engine)
+
+
+def _check_engine(recipe: str, engine: str) -> None:
+    info = get_engine(engine)  # raises for an unknown name
+    if not info.local:
+        raise ValueError(
+            f"recipe {recipe!r}: engine {engine!r} is not one a recipe can name (it is chosen by passing a "
+            "server URL); use a local engine such as 'native'"
+        )
 
 
 @dataclass(frozen=True)
@@ -199,6 +233,7 @@ GME = EmbedRecipe(
     min_pixels=256 * 28 * 28,
     max_pixels=1280 * 28 * 28,
     max_length=1800,
+    alpha="drop",  # gme_inference.py fetch_image: image.convert("RGB")
 )
 
 # U-MARVEL (chaxjli/U-MARVEL demo.py, dataset/datasets_mbeir.py, models/qwen2_vl.py): user turn then
@@ -234,6 +269,7 @@ U_MARVEL = EmbedRecipe(
     max_pixels=300 * 28 * 28,
     max_length=1024,
     added_tokens=("<emb>", "<instruction_start>", "<instruction_end>"),
+    alpha="drop",  # its patched qwen-vl-utils (collators/qwen2_vision_process.py): image_obj.convert("RGB")
 )
 
 # DSE (MrLight/dse-qwen2-2b-mrl-v1 model card): chat template + "<|endoftext|>", left padding, last
@@ -264,6 +300,9 @@ DSE = EmbedRecipe(
     max_pixels=2560 * 28 * 28,
     max_length=8192,
     matryoshka_dims=(1536, 1024, 768, 512, 256, 128),
+    # the card's process_vision_info is qwen-vl-utils of 2024, whose fetch_image does convert("RGB")
+    # (the RGBA-on-white to_rgb came in January 2025, QwenLM/Qwen3-VL PR #661)
+    alpha="drop",
 )
 
 # Qwen3-VL-Embedding (its repo's scripts/qwen3_vl_embedding.py): the instruction is the system turn (default
@@ -291,6 +330,7 @@ QWEN3_VL_EMBEDDING = EmbedRecipe(
     max_pixels=1800 * 32 * 32,
     max_length=8192,
     matryoshka_min_dim=64,
+    alpha="white-rgba",  # qwen-vl-utils' current to_rgb: RGBA pasted on white, other modes convert("RGB")
 )
 
 # MM-Embed (nvidia/MM-Embed modeling_nvmmembed.py): LLaVA-Next + NV-Embed latent attention, run by the
@@ -314,7 +354,11 @@ MM_EMBED = EmbedRecipe(
     max_pixels=672 * 672,
     max_length=4096,
     trust_remote_code=True,
-    backend="remote-encode",
+    engine="own-code",
+    pooling_note="latent attention",
+    # umr hands its encode() RGB images made by convert("RGB"), as its LLaVA-Next processor of that time
+    # (transformers 4 image_transforms.convert_to_rgb: plain convert) would
+    alpha="drop",
     preferred_dtype="float16",
 )
 
@@ -381,6 +425,8 @@ QWEN_ZERO_SHOT = RerankRecipe(
     min_pixels=4 * 28 * 28,
     max_pixels=1024 * 28 * 28,
     max_length=4096,
+    # the LamRA / U-MARVEL judges load images through 2024 qwen-vl-utils copies: convert("RGB")
+    alpha="drop",
 )
 
 # lightonai/MonoQwen2-VL-v0.1: LoRA on Qwen2-VL-2B-Instruct, MonoT5 objective. One user turn holding the
@@ -401,6 +447,9 @@ MONOQWEN = RerankRecipe(
     max_pixels=1280 * 28 * 28,  # the processor default is 16384*28*28; pass max_pixels= to match it
     max_length=8192,
     adapter_of="Qwen/Qwen2-VL-2B-Instruct",
+    # the card hands the PIL image to the Qwen2-VL processor, whose convert_to_rgb in transformers 4.x
+    # (its release, Oct 2024) was a plain convert("RGB"); transformers 5 would composite ("white-any")
+    alpha="drop",
 )
 
 # Qwen/Qwen3-VL-Reranker-2B / -8B: fixed judge system prompt, task instruction in the user turn, query
@@ -423,6 +472,7 @@ QWEN3_VL_RERANKER = RerankRecipe(
     min_pixels=4 * 32 * 32,
     max_pixels=1800 * 32 * 32,
     max_length=10240,
+    alpha="white-rgba",  # its official code loads images through qwen-vl-utils' current to_rgb
 )
 
 RERANK_RECIPES: dict[str, RerankRecipe] = {r.name: r for r in (QWEN_ZERO_SHOT, MONOQWEN, QWEN3_VL_RERANKER)}
@@ -598,8 +648,8 @@ def list_recipes(kind: Literal["embedder", "reranker", "all"] = "all") -> list[d
 
 
 def _embed_pooling_text(r: EmbedRecipe) -> str:
-    if r.backend == "remote-encode":
-        return "own code (latent attention)"
+    if get_engine(r.engine).runs_checkpoint_code:
+        return f"own code ({r.pooling_note})" if r.pooling_note else "own code"
     text = f"{r.pooling} ({r.attention})"
     if r.pool_exclude_span is not None:
         text += ", instruction excluded"

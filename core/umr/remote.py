@@ -30,16 +30,10 @@ a collection never mixes the two.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import logging
-import os
-import random
-import re
 import threading
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -47,153 +41,35 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from umr.errors import ModelNotFoundError, RemoteServerError, UnknownRecipeError
-from umr.inputs import InputLike, MultimodalInput, coerce_inputs
-from umr.processing import QWEN_UTILS_MAX_PIXELS, QWEN_UTILS_MIN_PIXELS, _to_rgb, clamp_aspect, smart_resize
+from umr.backbones.base import to_rgb
+from umr.backbones.qwen_vl.processing import (
+    QWEN_UTILS_MAX_PIXELS,
+    QWEN_UTILS_MIN_PIXELS,
+    clamp_aspect,
+    smart_resize,
+)
+from umr.engines import get_engine
+from umr.engines.remote_server import (  # noqa: F401 - re-exported: the old import paths
+    RETRY_STATUS,
+    ServerClient,
+    _Client,
+    _error_detail,
+    _httpx,
+    _normalize,
+    _parse_embeddings,
+    api_key_from_env,
+    image_data_uri,
+    prompt_to_messages,
+)
+from umr.errors import RemoteServerError, UnknownRecipeError
+from umr.inputs import InputLike, MultimodalInput, coerce_inputs, is_single_input
 from umr.prompting import RecipePrompts
+from umr.ranking import check_top_n, rank_scores
 from umr.recipes import EMBED_RECIPES, Side, resolve_recipe_name
 
 logger = logging.getLogger(__name__)
 
-RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-_TURN = re.compile(r"<\|im_start\|>(system|user|assistant)\n(.*?)(<\|im_end\|>\n?|$)", re.S)
 Api = Literal["vllm", "sglang"]
-
-
-def _httpx() -> Any:
-    try:
-        import httpx
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError('the remote backend needs httpx: pip install "umr[remote]"') from exc
-    return httpx
-
-
-def api_key_from_env(api_key: str | None) -> str | None:
-    """``api_key`` or ``$UMR_API_KEY`` (never logged)."""
-    return api_key if api_key is not None else (os.environ.get("UMR_API_KEY") or None)
-
-
-class _Client:
-    """One HTTP client with retries, back-off and clear errors (shared by embedder and reranker)."""
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        api_key: str | None,
-        timeout: float,
-        max_retries: int,
-        backoff: float,
-        max_backoff: float,
-        transport: Any | None,
-    ) -> None:
-        httpx = _httpx()
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"server URL must start with http:// or https://, got {base_url!r}")
-        if max_retries < 0 or timeout <= 0:
-            raise ValueError("max_retries must be >= 0 and timeout > 0")
-        self.base_url = base_url.rstrip("/")
-        if self.base_url.endswith("/v1"):
-            self.base_url = self.base_url[:-3]
-        self.timeout = float(timeout)
-        self.max_retries = int(max_retries)
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=httpx.Timeout(self.timeout), transport=transport
-        )
-
-    def _delay(self, attempt: int, response: Any | None) -> float:
-        if response is not None:
-            after = response.headers.get("retry-after")
-            if after:
-                try:
-                    return min(self.max_backoff, max(0.0, float(after)))
-                except ValueError:
-                    pass
-        return min(self.max_backoff, self.backoff * (2**attempt)) * (0.5 + random.random() / 2)
-
-    def request(self, method: str, path: str, payload: Mapping[str, Any] | None = None) -> Any:
-        """JSON answer of ``method path``; retries on 429/5xx, connection errors and timeouts."""
-        httpx = _httpx()
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            response = None
-            try:
-                response = self.http.request(method, path, json=payload)
-            except httpx.TimeoutException:
-                last = f"no answer within the {self.timeout:g} s timeout"
-            except httpx.TransportError as exc:
-                last = f"cannot connect ({type(exc).__name__}: {exc})"
-            else:
-                if response.status_code < 400:
-                    return response.json()
-                detail = _error_detail(response)
-                if response.status_code not in RETRY_STATUS:
-                    if response.status_code == 404 and "model" in detail.lower():
-                        raise ModelNotFoundError(f"{self.base_url}{path}: {detail}")
-                    raise RemoteServerError(
-                        f"{self.base_url}{path} refused the request (HTTP {response.status_code}): {detail}"
-                    )
-                last = f"HTTP {response.status_code}: {detail}"
-            if attempt < self.max_retries:
-                delay = self._delay(attempt, response)
-                logger.info("%s%s: %s; retry %d/%d in %.2f s", self.base_url, path, last, attempt + 1,
-                            self.max_retries, delay)
-                time.sleep(delay)
-        raise RemoteServerError(
-            f"{self.base_url}{path} failed after {self.max_retries + 1} attempt(s): {last}. Is the server up "
-            "(vllm serve MODEL --runner pooling / python -m sglang.launch_server --is-embedding)? Raise "
-            "timeout= or max_retries= for a busy server"
-        )
-
-    def served_models(self) -> list[str] | None:
-        """Model names from ``GET /v1/models`` (``None`` when the server has no such route)."""
-        try:
-            got = self.request("GET", "/v1/models")
-        except (RemoteServerError, ModelNotFoundError) as exc:
-            if "HTTP 404" in str(exc) or isinstance(exc, ModelNotFoundError):
-                return None
-            raise
-        names: list[str] = []
-        for entry in got.get("data", []) if isinstance(got, dict) else []:
-            for key in ("id", "root"):
-                value = entry.get(key)
-                if isinstance(value, str) and value not in names:
-                    names.append(value)
-        return names
-
-    def check_model(self, model: str) -> None:
-        names = self.served_models()
-        if names is not None and model not in names:
-            raise ModelNotFoundError(
-                f"the server at {self.base_url} does not serve {model!r}; it serves: "
-                f"{', '.join(names) or 'nothing'}. Pass one of these as the model (--server-model)"
-            )
-
-    def close(self) -> None:
-        self.http.close()
-
-
-def _error_detail(response: Any) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300].strip() or response.reason_phrase
-    if isinstance(body, dict):
-        err = body.get("error", body.get("detail", body.get("message", body)))
-        if isinstance(err, dict):
-            err = err.get("message", err)
-        return str(err)[:300]
-    return str(body)[:300]
-
-
-def image_data_uri(image: Image.Image) -> str:
-    """A PNG ``data:`` URI of ``image`` (lossless: the server decodes the same pixels)."""
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=1)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 class RemoteEmbedder(RecipePrompts):
@@ -203,11 +79,17 @@ class RemoteEmbedder(RecipePrompts):
     >>> emb = RemoteEmbedder("http://localhost:8001", "Alibaba-NLP/gme-Qwen2-VL-2B-Instruct")  # doctest: +SKIP
     >>> emb.embed_documents(["page1.png", {"text": "caption", "image": "photo.jpg"}])        # doctest: +SKIP
 
-    ``model``: the name the server serves (``--served-model-name``); ``recipe``: the recipe of that model
-    when the name is not a known model id.  ``api_key``: bearer token (default ``$UMR_API_KEY``).
+    ``base_url``: the server (``http://host:port``; a trailing ``/v1`` is dropped).  ``model``: the name
+    the server serves (``--served-model-name``); ``recipe``: the recipe of that model when the name is
+    not a known model id (its engine must be servable: umr renders the prompts).  ``api``: ``"vllm"``
+    or ``"sglang"`` request forms.  ``api_key``: bearer token (default ``$UMR_API_KEY``).
     ``timeout``: seconds per request; ``max_retries``: retries of a failed request, ``backoff`` seconds
     doubling each time (capped at ``max_backoff``; a ``Retry-After`` header wins).  ``concurrency``:
-    requests in flight; ``batch_size``: text prompts per request.  ``image_transport``: ``"data"`` sends
+    requests in flight; ``batch_size``: text prompts per request.  ``query_instruction``: the task
+    instruction queries get when a call gives none.  ``dim``: keep the first ``dim`` dims of the server's
+    vectors (Matryoshka), re-normalised.  ``min_pixels`` / ``max_pixels``: pixel budget of one image
+    (default: the recipe's); ``send_pixel_budget``: pass it to vLLM as ``mm_processor_kwargs``.
+    Images are made RGB as the recipe's reference does (``recipe.alpha``).  ``image_transport``: ``"data"`` sends
     images as PNG data URIs; ``"file"`` sends ``file://`` URLs of image files (the server must see the
     same files: ``vllm serve --allowed-local-media-path``).  ``check_model``: ask ``/v1/models`` first.
     ``transport``: an ``httpx`` transport (tests).
@@ -243,7 +125,7 @@ class RemoteEmbedder(RecipePrompts):
             raise ValueError(f"image_transport must be 'data' or 'file', got {image_transport!r}")
         if concurrency < 1 or batch_size < 1:
             raise ValueError("concurrency and batch_size must be >= 1")
-        self.client = _Client(
+        self.client = ServerClient(
             base_url, api_key=api_key_from_env(api_key), timeout=timeout, max_retries=max_retries,
             backoff=backoff, max_backoff=max_backoff, transport=transport,
         )
@@ -258,10 +140,10 @@ class RemoteEmbedder(RecipePrompts):
                 "(--recipe on the command line)"
             ) from None
         self.recipe = EMBED_RECIPES[name]
-        if self.recipe.backend != "native":
+        if not get_engine(self.recipe.engine).servable:
             raise ValueError(
-                f"recipe {name!r} runs the checkpoint's own encode() and has no server form; "
-                "use umr.Embedder locally"
+                f"recipe {name!r} runs on the {self.recipe.engine!r} engine (the checkpoint's own encode()), "
+                "which has no server form; use umr.Embedder locally"
             )
         self.model_id = model
         self.api: Api = api
@@ -341,7 +223,7 @@ class RemoteEmbedder(RecipePrompts):
             raise ValueError(f"side must be 'query' or 'document', got {side!r}")
         if instruction is not None and not isinstance(instruction, str):
             raise TypeError(f"instruction must be str or None, got {type(instruction).__name__}")
-        single = isinstance(inputs, (str, bytes, bytearray, dict, MultimodalInput, os.PathLike, Image.Image))
+        single = is_single_input(inputs)
         items = coerce_inputs(inputs)
         dim = self.dim
         if not items:
@@ -405,7 +287,7 @@ class RemoteEmbedder(RecipePrompts):
         """The ``image_url`` of one input: a data URI of the pre-resized image, or a ``file://`` URL."""
         if self.image_transport == "file" and isinstance(item.image, Path):
             return item.image.resolve().as_uri()
-        img = _to_rgb(item.load_image())
+        img = to_rgb(item.load_image(), self.recipe.alpha)  # as the recipe's reference makes RGB
         w, h = img.size
         if self.recipe.pre_resize:
             lo, hi = (
@@ -446,60 +328,6 @@ class RemoteEmbedder(RecipePrompts):
         return {"model": self.model_id, "input": entries, "encoding_format": "float"}
 
 
-def prompt_to_messages(prompt: str, image_placeholder: str, image_url: str) -> tuple[list[dict[str, Any]], bool]:
-    """Split a rendered ChatML prompt into OpenAI chat ``messages``.
-
-    Returns ``(messages, open_end)``: ``open_end`` is true when the prompt ends with an empty assistant
-    header (send ``add_generation_prompt``); otherwise a final assistant message with text (GME's
-    ``<|endoftext|>``) is to be continued (``continue_final_message``).  The user turn's image
-    placeholder becomes an ``image_url`` part, in place.
-    """
-    messages: list[dict[str, Any]] = []
-    open_end = False
-    for match in _TURN.finditer(prompt):
-        role, body, end = match.group(1), match.group(2), match.group(3)
-        if role == "assistant" and not body and not end:
-            open_end = True
-            continue
-        if image_placeholder in body:
-            before, _, after = body.partition(image_placeholder)
-            parts: list[dict[str, Any]] = []
-            if before:
-                parts.append({"type": "text", "text": before})
-            parts.append({"type": "image_url", "image_url": {"url": image_url}})
-            if after:
-                parts.append({"type": "text", "text": after})
-            messages.append({"role": role, "content": parts})
-        else:
-            messages.append({"role": role, "content": body})
-    if not messages:
-        raise ValueError("the recipe's prompt is not in the ChatML form a chat endpoint takes")
-    return messages, open_end
-
-
-def _parse_embeddings(body: Any, expected: int) -> list[np.ndarray]:
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, list) or len(data) != expected:
-        raise RemoteServerError(
-            f"the server answered {len(data) if isinstance(data, list) else 'no'} embeddings for {expected} "
-            "inputs; is it an embeddings server (vllm serve --runner pooling / sglang --is-embedding)?"
-        )
-    ordered = sorted(data, key=lambda d: int(d.get("index", 0)))
-    out = []
-    for d in ordered:
-        emb = d.get("embedding")
-        if isinstance(emb, str):  # base64 float32
-            out.append(np.frombuffer(base64.b64decode(emb), dtype=np.float32))
-        else:
-            out.append(np.asarray(emb, dtype=np.float32))
-    return out
-
-
-def _normalize(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
 class RemoteReranker:
     """A reranker served by ``vllm serve MODEL --runner pooling`` (a cross-encoder / reranker), through
     ``/v1/score`` (``api="score"``) or ``/rerank`` (``api="rerank"``, Jina / Cohere form).
@@ -508,6 +336,14 @@ class RemoteReranker:
     text + image) goes as ``{"content": [image_url part, text part]}`` for servers whose model takes
     images (for example ``jinaai/jina-reranker-m0``).  The server's model decides the prompt: a
     per-call ``instruction`` is not supported and raises.
+
+    ``base_url``: the server (``http://host:port``; a trailing ``/v1`` is dropped); ``model``: the name
+    it serves; ``api_key``: bearer token (default ``$UMR_API_KEY``); ``api``: ``"score"`` or
+    ``"rerank"``; ``timeout``: seconds per request; ``max_retries``: retries of a failed request (429,
+    5xx, connection errors, timeouts), ``backoff`` seconds doubling each time up to ``max_backoff`` (a
+    ``Retry-After`` header wins); ``max_pixels``: images are resized to at most this many pixels before
+    sending (alpha dropped); ``check_model``: ask ``/v1/models`` first; ``transport``: an ``httpx``
+    transport (tests).
     """
 
     def __init__(
@@ -530,7 +366,7 @@ class RemoteReranker:
         self.model_id = model
         self.api = api
         self.max_pixels = int(max_pixels)
-        self.client = _Client(
+        self.client = ServerClient(
             base_url, api_key=api_key_from_env(api_key), timeout=timeout, max_retries=max_retries,
             backoff=backoff, max_backoff=max_backoff, transport=transport,
         )
@@ -544,7 +380,8 @@ class RemoteReranker:
     def _param(self, item: MultimodalInput) -> Any:
         if item.image is None:
             return item.text or ""
-        img = _to_rgb(item.load_image())
+        # the served model's own preprocessing is unknown here: alpha is dropped, as most references do
+        img = to_rgb(item.load_image(), "drop")
         w, h = img.size
         nh, nw = smart_resize(h, w, 28, 4 * 28 * 28, self.max_pixels)
         if (nw, nh) != img.size:
@@ -561,7 +398,7 @@ class RemoteReranker:
         if instruction is not None:
             raise ValueError("a served reranker takes no per-call instruction; its model decides the prompt")
         q = MultimodalInput.coerce(query)
-        items = coerce_inputs(list(candidates) if not isinstance(candidates, (str, dict)) else [candidates])
+        items = coerce_inputs(candidates)  # one input (text, image, dict) counts as one candidate
         if not items:
             return []
         docs = [self._param(c) for c in items]
@@ -592,8 +429,6 @@ class RemoteReranker:
         **kwargs: Any,
     ) -> list[tuple[int, float]]:
         """``(index, score)`` best first (ties keep the candidates' order); ``top_n`` keeps the best."""
-        from umr.reranker import check_top_n, rank_scores
-
         n = check_top_n(top_n)
         return rank_scores(self.score(query, candidates, instruction, **kwargs), n)
 

@@ -403,8 +403,10 @@ def test_long_candidate_text_is_cut_to_fit(reranker, caplog):
         scores = small.score("revenue", ["short", long_text])
     assert len(scores) == 2 and all(0 <= s <= 1 for s in scores)
     assert "cut the text of 1 candidate" in caplog.text
-    pairs = small._prepare(umr.MultimodalInput(text="revenue"), [umr.MultimodalInput(text=long_text)],
-                           small.recipe.default_instruction)
+    query, instruction = umr.MultimodalInput(text="revenue"), small.recipe.default_instruction
+    pairs = small.engine.prepare_pairs(
+        query, [umr.MultimodalInput(text=long_text)], small.prompt_for(query, instruction), instruction
+    )
     assert 140 <= pairs[0].num_tokens <= 160  # cut close to the limit, not to nothing
     # an image that alone exceeds the limit cannot be cut: a clear error naming the candidate
     with pytest.raises(InputError, match=r"candidate #1: .*160-token limit"):

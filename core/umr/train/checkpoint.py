@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from umr.engines import get_engine
 from umr.modeling import quiet_transformers
 from umr.recipes import RECIPE_FILE, read_recipe_marker, write_recipe_marker
 
@@ -39,12 +40,14 @@ def save_model_dir(
     """Write ``embedder``'s model as a loadable checkpoint directory (weights from ``state_dict`` if given)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if embedder.processor is None:
-        raise NotImplementedError(f"recipe {embedder.recipe.name!r} cannot be saved by umr.train")
+    if not get_engine(embedder.recipe.engine).trainable:
+        raise NotImplementedError(
+            f"recipe {embedder.recipe.name!r} runs on the {embedder.recipe.engine!r} engine and cannot be saved "
+            "by umr.train"
+        )
     with quiet_transformers():
         embedder.model.save_pretrained(out, state_dict=state_dict, safe_serialization=True)
-        embedder.processor.tokenizer.save_pretrained(out)
-        embedder.processor.image_processor.save_pretrained(out)
+    embedder.engine.save_parts(out)  # tokenizer and image processor files
     base_marker = read_recipe_marker(embedder.model_id) if Path(embedder.model_id).is_dir() else {}
     extra = {k: v for k, v in base_marker.items() if k not in ("recipe", "min_pixels", "max_pixels")}
     extra.update(

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from umr.engines import ENGINES, get_engine
 from umr.inputs import InputLike, MultimodalInput
 from umr.train import checkpoint as ckpt
 from umr.train.data import TrainPair, coerce_pairs, doc_key
@@ -155,9 +156,12 @@ def fit(
     from umr.evaluation import RetrievalDataset, evaluate, load_dataset
 
     t0 = time.perf_counter()
-    if embedder.processor is None:
+    engine = get_engine(embedder.recipe.engine)
+    if not engine.trainable:
+        trainable = ", ".join(sorted(n for n, e in ENGINES.items() if e.trainable))
         raise NotImplementedError(
-            f"recipe {embedder.recipe.name!r} runs the checkpoint's own code; umr.train fine-tunes native recipes"
+            f"recipe {embedder.recipe.name!r} runs on the {engine.name!r} engine ({engine.summary}); umr.train "
+            f"fine-tunes recipes on these engines: {trainable}"
         )
     for name, value in (("epochs", 1 if epochs is None else epochs), ("batch_size", batch_size)):
         if not isinstance(value, int) or value <= 0:
