@@ -176,20 +176,21 @@ class Embedder(RecipePrompts):
         whose ``embed_queries`` / ``embed_documents`` return :class:`umr.late.MultiVectors` (one
         ``(n_tokens, 128)`` array per input).
         """
-        from umr.late.recipes import multi_vector_recipe_name
+        from umr.late.recipes import MULTI_VECTOR_RECIPES, multi_vector_recipe_name
 
-        if multi_vector_recipe_name(model_id_or_path, recipe) is not None:
-            # a late-interaction model: one vector per token (embed_* return umr.late.MultiVectors)
-            from umr.late.model import LateInteractionModel
-
+        late = multi_vector_recipe_name(model_id_or_path, recipe)
+        if late is not None:
+            # a late-interaction model: one vector per token (embed_* return umr.late.MultiVectors); its
+            # recipe names the engine that loads and runs it
             if dim is not None or query_instruction is not None or trust_remote_code:
                 raise ValueError(
                     f"{os.fspath(model_id_or_path)!r} is a multi-vector (late-interaction) model with fixed "
                     "128-d token vectors and a fixed query prompt: drop dim=, query_instruction= and "
                     "trust_remote_code="
                 )
-            return LateInteractionModel.from_pretrained(  # type: ignore[return-value]
-                model_id_or_path, recipe=recipe, device=device, dtype=dtype,
+            engine = embed_engine_class(MULTI_VECTOR_RECIPES[late].engine)
+            return engine.from_pretrained(  # type: ignore[no-any-return]
+                model_id_or_path, recipe=late, device=device, dtype=dtype,
                 attn_implementation=attn_implementation, min_pixels=min_pixels, max_pixels=max_pixels,
                 batch_size=batch_size, max_batch_tokens=max_batch_tokens,
             )

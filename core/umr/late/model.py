@@ -1,4 +1,8 @@
-"""Run a late-interaction (ColQwen family) model: one L2-normalised 128-d vector per token.
+"""The ``late-interaction`` engine: run a ColQwen-family model, one L2-normalised 128-d vector per token.
+
+Recipes (``umr.late.recipes``) name this engine; ``umr.Embedder.from_pretrained`` and
+``umr.Reranker.from_pretrained`` hand such a model to it. It uses the Qwen-VL backbone package
+(``umr.backbones``: processor, forward to final hidden states) and adds the per-token head.
 
 Loading: the Qwen-VL base model (``AutoModel``) plus the projection head read from the checkpoint's
 safetensors (``custom_text_proj.weight`` / ``.bias``). A LoRA-adapter checkout (``adapter_config.json``)
@@ -28,6 +32,8 @@ import numpy as np
 import torch
 
 from umr import modeling
+from umr.backbones import backbone_of
+from umr.backbones.base import PreparedInput
 from umr.errors import InputError, ModelNotFoundError, UnknownRecipeError
 from umr.inputs import InputLike, MultimodalInput, coerce_inputs
 from umr.late.recipes import (
@@ -39,7 +45,6 @@ from umr.late.recipes import (
 )
 from umr.late.result import MultiVectors
 from umr.late.scoring import maxsim
-from umr.processing import PreparedInput, Processor
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +151,7 @@ class LateInteractionModel:
     def __init__(
         self,
         module: _ColModule,
-        processor: Processor,
+        processor: Any,
         recipe: MultiVectorRecipe,
         *,
         model_id: str,
@@ -167,6 +172,7 @@ class LateInteractionModel:
             raise ValueError("batch_size and max_batch_tokens must be positive integers")
         self.multi_vector = True
         self.head: torch.nn.Linear = getattr(module, recipe.head)
+        self.backbone = backbone_of(module.model, recipe.backbone)
         self.dim = int(self.head.out_features)
         self._lock = threading.Lock()
 
@@ -279,10 +285,12 @@ class LateInteractionModel:
         tokenizer = modeling.load_tokenizer(str(files_from), name)
         lo = min_pixels if min_pixels is not None else rec.min_pixels
         hi = max_pixels if max_pixels is not None else rec.max_pixels
-        image_processor = modeling.load_image_processor(str(files_from), lo, hi)
-        processor = Processor(
+        backbone = backbone_of(module.model, rec.backbone)
+        image_processor = backbone.load_image_processor(str(files_from), lo, hi)
+        # colpali-engine's processors resize once (the image processor) and convert("RGB") (alpha dropped)
+        processor = backbone.make_processor(
             tokenizer, image_processor, image_pad_token=rec.image_pad_token, min_pixels=lo, max_pixels=hi,
-            max_length=1 << 20, pre_resize=False, padding_side=rec.padding_side,
+            max_length=1 << 20, pre_resize=False, padding_side=rec.padding_side, alpha="drop",
         )
         logger.info("loaded multi-vector model %s (recipe %s) on %s as %s", source, name, dev, dt)
         return cls(module, processor, rec, model_id=os.fspath(model_id_or_path), device=dev, dtype=dt,
@@ -354,7 +362,7 @@ class LateInteractionModel:
         tensors = {k: v.to(self.device) for k, v in tensors.items()}
         if "pixel_values" in tensors:
             tensors["pixel_values"] = tensors["pixel_values"].to(self.dtype)
-        hidden = modeling.forward_hidden(
+        hidden = self.backbone.forward_hidden(
             self.module.model, tensors, positions="mrope", attention="causal",
             image_token_id=self.processor.image_pad_id,
         )

@@ -36,6 +36,8 @@ class MultiVectorRecipe:
     name: str
     family: str
     backbone: str  # transformers model_type (qwen2_vl, qwen2_5_vl)
+    #: the engine that runs it (``umr.engines``)
+    engine: str = "late-interaction"
     #: the page prompt; ``image_pad_token`` in it is expanded to the image's visual tokens
     page_prompt: str = COLQWEN_PAGE_PROMPT
     query_prefix: str = "Query: "
