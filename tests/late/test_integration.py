@@ -12,7 +12,7 @@ from PIL import Image
 import umr
 from umr.late.model import LateInteractionModel
 from umr.late.result import MultiVectors
-from umr.late.testing import build_tiny_colqwen
+from umr.testing import build_tiny_colqwen
 
 pytest.importorskip("peft")
 

@@ -25,6 +25,10 @@ _LAZY = {
     "PageStoreError": "umr.late.page_store",
     "PageVectorStore": "umr.late.page_store",
     "n_clusters": "umr.late.token_pooling",
+    "LateInteractionModel": "umr.late.model",
+    "LateInteractionReranker": "umr.late.rerank",
+    "MultiVectors": "umr.late.result",
+    "LateCollection": "umr.late.collection",
     "pool_tokens": "umr.late.token_pooling",
 }
 
@@ -33,7 +37,11 @@ __all__ = [
     "FDEConfig",
     "FDEEncoder",
     "FirstStage",
+    "LateCollection",
+    "LateInteractionModel",
+    "LateInteractionReranker",
     "MeanTokenEncoder",
+    "MultiVectors",
     "PageStoreConfig",
     "PageStoreError",
     "PageVectorStore",
@@ -46,8 +54,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from umr.late.collection import LateCollection
     from umr.late.fde import FDEConfig, FDEEncoder, MeanTokenEncoder
+    from umr.late.model import LateInteractionModel
     from umr.late.page_store import PageStoreConfig, PageStoreError, PageVectorStore
+    from umr.late.rerank import LateInteractionReranker
+    from umr.late.result import MultiVectors
     from umr.late.scoring import maxsim, maxsim_gathered, token_max
     from umr.late.search import ExactIndex, FirstStage, TwoStageSearcher
     from umr.late.token_pooling import n_clusters, pool_tokens
