@@ -351,10 +351,6 @@ def build_tiny_model(
     return out
 
 
-# --------------------------------------------------------------------------------------------------
-# a model-free embedder
-# --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
 def build_tiny_colqwen(path: str | os.PathLike, recipe: str = "colqwen2.5", **kwargs: Any) -> Path:
     """A tiny random-weight checkout of a multi-vector (ColQwen-family) recipe, laid out like the published
     ones (a LoRA adapter on a ``base`` folder holding the backbone and the projection head); see
@@ -364,6 +360,10 @@ def build_tiny_colqwen(path: str | os.PathLike, recipe: str = "colqwen2.5", **kw
     return build(path, recipe, **kwargs)
 
 
+# --------------------------------------------------------------------------------------------------
+# a model-free embedder
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
 class _HashRecipe:
     name: str
     max_pixels: int

@@ -21,7 +21,10 @@ Scores are MaxSim divided by the number of query tokens (the mean best cosine, i
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -84,6 +87,23 @@ class LateCollection:
         self.exhaustive_max = int(exhaustive_max)
         self.device = torch.device(device) if device is not None else default_device()
 
+    @contextlib.contextmanager
+    def _pair(self, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the pair lock (``PAIR.lock`` in the page-store folder) across a two-sided write, so that a
+        :meth:`repair` in another process never sees the gap between the token vectors and the Chroma
+        record. Yields False (nothing held) when ``wait`` is False and another process holds it."""
+        self.pages.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.pages.root / "PAIR.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
+
     # -- the ChromaCollection surface ------------------------------------------------------------------
     @property
     def raw(self) -> Any:
@@ -118,9 +138,10 @@ class LateCollection:
         multi = list(vectors)
         if len(multi) != len(ids):
             raise ValueError(f"got {len(multi)} multi-vectors for {len(ids)} ids")
-        self.pages.add(ids, multi)
-        singles = self.encoder.encode_documents([self.pages.get(i) for i in ids])
-        self.inner.upsert(ids, singles, metas, docs)
+        with self._pair():
+            self.pages.add(ids, multi)
+            singles = self.encoder.encode_documents([self.pages.get(i) for i in ids])
+            self.inner.upsert(ids, singles, metas, docs)
 
     def delete_where(
         self, where: Mapping[str, Any], on_removed: Callable[[list[Mapping[str, Any]]], None] | None = None
@@ -132,8 +153,9 @@ class LateCollection:
             ids = got["ids"]
             if not ids:
                 return removed
-            self.raw.delete(ids=ids)
-            self.pages.delete(ids)
+            with self._pair():
+                self.raw.delete(ids=ids)
+                self.pages.delete(ids)
             if on_removed is not None:
                 on_removed([m or {} for m in (got["metadatas"] or [])])
             removed += len(ids)
@@ -160,6 +182,14 @@ class LateCollection:
         """Make both sides hold the same ids: token vectors without a Chroma record are deleted (left by
         an interrupted write or delete); Chroma records without token vectors (a lost page-store folder)
         are deleted too, so the next indexing run embeds those pages again."""
+        with self._pair(wait=False) as held:
+            if not held:  # another process is writing a pair right now; its next open repairs
+                logger.debug("page-vector store %s is being written; repair skipped", self.pages.root)
+                return {"orphan_vectors_removed": 0, "records_without_vectors_removed": 0}
+            return self._repair()
+
+    def _repair(self) -> dict[str, int]:
+        self.pages.refresh()
         in_chroma = self.all_ids()
         stored = set(self.pages.ids())
         orphans = sorted(stored - in_chroma)
