@@ -70,3 +70,15 @@ def test_single_vector_adapters_refuse_multi_vector_models(model: LateInteractio
         li.UMREmbedding(model_name="nomic-ai/colnomic-embed-multimodal-7b")
     with pytest.raises(ValueError, match="UMRRetriever"):
         li.UMREmbedding(embedder=model)
+
+
+def test_langchain_reranker_takes_a_late_interaction_model(tiny: Path) -> None:
+    lc = pytest.importorskip("langchain_umr")
+    from langchain_core.documents import Document
+
+    late = umr.Reranker.from_pretrained(tiny, device="cpu")
+    docs = [Document(page_content=t) for t in ("Installation manual", "quarterly revenue grew", "blue square")]
+    out = lc.UMRReranker(reranker=late, top_n=2).compress_documents(docs, "quarterly revenue")
+    scores = late.score("quarterly revenue", [d.page_content for d in docs])
+    best = sorted(range(3), key=lambda i: -scores[i])[:2]
+    assert [d.page_content for d in out] == [docs[i].page_content for i in best]
