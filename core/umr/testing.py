@@ -431,3 +431,11 @@ class HashEmbedder:
 
     def embed_queries(self, inputs: Iterable[Any], instruction: str | None = None, **_: Any) -> np.ndarray:
         return self.embed_documents(inputs)
+
+    def embed(self, inputs: Any, *, side: str = "document", instruction: str | None = None, **_: Any) -> np.ndarray:
+        """Like ``umr.Embedder.embed``: one input gives ``(dim,)``, a sequence ``(n, dim)``."""
+        from umr.inputs import is_single_input
+
+        single = is_single_input(inputs)
+        out = self.embed_documents([inputs] if single else inputs)
+        return out[0] if single else out

@@ -23,8 +23,8 @@ def test_every_recipe_names_a_registered_local_engine():
     assert rerank_engine_class(RERANK_RECIPES["qwen3-vl-reranker"].engine) is NativeRerankEngine
     # the old attribute still reads as before
     assert {n: r.backend for n, r in EMBED_RECIPES.items()} == {
-        "gme": "native", "u-marvel": "native", "dse": "native", "qwen3-vl-embedding": "native",
-        "mm-embed": "remote-encode",
+        "gme": "native", "u-marvel": "native", "u-marvel-mbeir-eval": "native", "dse": "native",
+        "qwen3-vl-embedding": "native", "mm-embed": "remote-encode",
     }
     assert get_engine("native").servable and not get_engine("own-code").servable
     assert get_engine("native").trainable and not get_engine("own-code").trainable

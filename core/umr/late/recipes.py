@@ -38,6 +38,11 @@ class MultiVectorRecipe:
     backbone: str  # transformers model_type (qwen2_vl, qwen2_5_vl)
     #: the engine that runs it (``umr.engines``)
     engine: str = "late-interaction"
+    #: the official code this recipe follows
+    reference: str = (
+        "illuin-tech/colpali colpali_engine/models/qwen2/colqwen2 (ColQwen2, ColQwen2Processor) and "
+        "qwen2_5/colqwen2_5 (ColQwen2_5, ColQwen2_5_Processor)"
+    )
     #: the page prompt; ``image_pad_token`` in it is expanded to the image's visual tokens
     page_prompt: str = COLQWEN_PAGE_PROMPT
     query_prefix: str = "Query: "

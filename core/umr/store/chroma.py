@@ -37,6 +37,7 @@ from umr.documents import (
     source_key,
 )
 from umr.documents.paths import PathLike
+from umr.protocols import check_embedder
 
 from .collection import ChromaCollection, Scalar, chroma_client, collection_metadata, scalar_metadata
 from .images import PageImages, png_bytes, write_png
@@ -119,7 +120,7 @@ class ChromaStore:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.embedder = embedder
+        self.embedder = check_embedder(embedder, "ChromaStore(embedder=...)")
         self.model_id = str(embedder.model_id)
         self.dim = int(embedder.dim)
         #: a multi-vector (late-interaction) embedder: token vectors beside Chroma (umr.late.collection)

@@ -43,6 +43,7 @@ class RecordedModel:
 
     embed_documents = _no_model
     embed_queries = _no_model
+    embed = _no_model
 
 
 def open_existing(

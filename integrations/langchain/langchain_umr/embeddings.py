@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field
 from typing_extensions import Self
 
 from langchain_umr._convert import image_inputs, known_kwargs, query_input, text_inputs
+from umr.protocols import check_embedder
 from umr.recipes import DEFAULT_EMBEDDER, get_recipe
 
 if TYPE_CHECKING:
@@ -111,13 +112,7 @@ class UMREmbeddings(BaseModel, Embeddings):
     @classmethod
     def _is_embedder(cls, value: Any) -> Any:
         if value is not None:
-            missing = [m for m in ("embed", "embed_queries", "embed_documents") if not callable(getattr(value, m, None))]
-            if missing:
-                raise TypeError(
-                    f"embedder must be a umr.Embedder or umr.remote.RemoteEmbedder, got {type(value).__name__} "
-                    f"(no {', '.join(missing)}); build one with umr.Embedder.from_pretrained(...), or pass "
-                    "model=<id or path> (and server_url=... for a model server) instead"
-                )
+            check_embedder(value, "UMREmbeddings(embedder=...)")
         return value
 
     @model_validator(mode="after")

@@ -17,6 +17,7 @@ from llama_index.embeddings.umr.convert import image_input, text_input
 from umr.embedder import DEFAULT_BATCH_SIZE
 from umr.errors import reject_unknown
 from umr.inputs import MultimodalInput
+from umr.protocols import check_embedder
 from umr.recipes import DEFAULT_EMBEDDER
 
 logger = logging.getLogger(__name__)
@@ -115,11 +116,7 @@ class UMREmbedding(MultiModalEmbedding):
                 kwargs[key] = str(kwargs[key])
         _refuse_multi_vector(model_name, kwargs.get("recipe"), embedder)
         if embedder is not None:
-            for method in ("embed_queries", "embed_documents"):
-                if not callable(getattr(embedder, method, None)):
-                    raise TypeError(
-                        f"embedder must be a umr.Embedder (missing {method}()), got {type(embedder).__name__}"
-                    )
+            check_embedder(embedder, "UMREmbedding(embedder=...)")
             ignored = sorted(k for k in (*_LOAD_OPTIONS, "server_url") if kwargs.get(k) not in (None, False))
             if ignored:
                 raise ValueError(
