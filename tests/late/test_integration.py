@@ -82,3 +82,10 @@ def test_langchain_reranker_takes_a_late_interaction_model(tiny: Path) -> None:
     scores = late.score("quarterly revenue", [d.page_content for d in docs])
     best = sorted(range(3), key=lambda i: -scores[i])[:2]
     assert [d.page_content for d in out] == [docs[i].page_content for i in best]
+
+
+def test_ray_pipeline_refuses_multi_vector_models(tmp_path: Path) -> None:
+    from umr.distributed import index_files
+
+    with pytest.raises(ValueError, match="without --ray"):
+        index_files([tmp_path], embedder="vidore/colqwen2.5-v0.2", host="localhost")
