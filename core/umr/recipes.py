@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from umr.engines import DEFAULT_ENGINE, get_engine
 from umr.errors import UnknownRecipeError
+from umr.late.recipes import MULTI_VECTOR_MODELS, MULTI_VECTOR_RECIPES
 
 Pooling = Literal["last", "mean"]
 Attention = Literal["causal", "bidirectional"]
@@ -585,8 +586,15 @@ DEFAULT_RERANKER = "Qwen/Qwen3-VL-Reranker-2B"
 # ---------------------------------------------------------------------------------------------------
 # Published checkpoints
 # ---------------------------------------------------------------------------------------------------
+#: late-interaction (multi-vector) embedders: their recipes live in ``umr.late.recipes``
+MULTI_VECTOR_ENTRIES: tuple[ModelEntry, ...] = tuple(
+    ModelEntry(m.model_id, m.recipe, "embedder", m.params, MULTI_VECTOR_RECIPES[m.recipe].dim, m.license, m.purpose)
+    for m in MULTI_VECTOR_MODELS
+)
+
 MODELS: tuple[ModelEntry, ...] = (
     *EMBED_MODELS,
+    *MULTI_VECTOR_ENTRIES,
     ModelEntry(
         "Qwen/Qwen3-VL-Reranker-2B", "qwen3-vl-reranker", "reranker", "2B", None, "apache-2.0",
         "default reranker; text, image and fused queries and candidates",
@@ -716,23 +724,31 @@ def list_recipes(kind: Literal["embedder", "reranker", "all"] = "all") -> list[d
     for entry in MODELS:
         if kind != "all" and entry.kind != kind:
             continue
-        table: dict[str, EmbedRecipe] | dict[str, RerankRecipe] = (
-            EMBED_RECIPES if entry.kind == "embedder" else RERANK_RECIPES
-        )
-        recipe = table[entry.recipe]
-        variants = [
-            {"recipe": v.name, "reference": v.reference} for v in table.values() if v.variant_of == entry.recipe
-        ]
-        if entry.kind == "embedder":
-            r = EMBED_RECIPES[entry.recipe]
-            pooling = _embed_pooling_text(r)
-            dims = r.allowed_dims(entry.dim) if entry.dim is not None else "-"
-            backbone = r.backbone
+        if entry.recipe in MULTI_VECTOR_RECIPES:
+            mv = MULTI_VECTOR_RECIPES[entry.recipe]
+            pooling = "every token (late interaction, MaxSim)"
+            dims = f"{mv.dim} per token"
+            backbone = mv.backbone
+            reference = mv.reference
+            variants: list[dict[str, str]] = []
         else:
-            rr = RERANK_RECIPES[entry.recipe]
-            pooling = f"{rr.yes_token}/{rr.no_token} {rr.score}"
-            dims = "-"
-            backbone = rr.backbone
+            table: dict[str, EmbedRecipe] | dict[str, RerankRecipe] = (
+                EMBED_RECIPES if entry.kind == "embedder" else RERANK_RECIPES
+            )
+            reference = table[entry.recipe].reference
+            variants = [
+                {"recipe": v.name, "reference": v.reference} for v in table.values() if v.variant_of == entry.recipe
+            ]
+            if entry.kind == "embedder":
+                r = EMBED_RECIPES[entry.recipe]
+                pooling = _embed_pooling_text(r)
+                dims = r.allowed_dims(entry.dim) if entry.dim is not None else "-"
+                backbone = r.backbone
+            else:
+                rr = RERANK_RECIPES[entry.recipe]
+                pooling = f"{rr.yes_token}/{rr.no_token} {rr.score}"
+                dims = "-"
+                backbone = rr.backbone
         rows.append(
             {
                 "model_id": entry.model_id,
@@ -744,7 +760,7 @@ def list_recipes(kind: Literal["embedder", "reranker", "all"] = "all") -> list[d
                 "dims": dims,
                 "license": entry.license,
                 "purpose": entry.purpose,
-                "reference": recipe.reference,
+                "reference": reference,
                 "variants": variants,
             }
         )

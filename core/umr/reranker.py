@@ -180,7 +180,20 @@ class Reranker:
         - ``trust_remote_code``: passed to transformers when loading (the rerank recipes run built-in
           classes; leave it False).
         - ``show_progress``: a progress bar per ``score`` call (tqdm).
+
+        A late-interaction model (``vidore/colqwen2.5-v0.2`` and the other ColQwen-family ids) gives a
+        :class:`umr.late.rerank.LateInteractionReranker`, which scores pairs by MaxSim.
         """
+        from umr.late.recipes import MULTI_VECTOR_RECIPES, multi_vector_recipe_name
+
+        late = multi_vector_recipe_name(model_id_or_path, recipe)
+        if late is not None:
+            # a late-interaction model scores (query, candidate) pairs by MaxSim (its recipe's engine)
+            return rerank_engine_class(MULTI_VECTOR_RECIPES[late].engine).from_pretrained(  # type: ignore[no-any-return]
+                model_id_or_path, recipe=late, device=device, dtype=dtype, instruction=instruction,
+                base_model=base_model, attn_implementation=attn_implementation, min_pixels=min_pixels,
+                max_pixels=max_pixels, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+            )
         name = resolve_recipe_name(model_id_or_path, recipe, "reranking")
         rec = RERANK_RECIPES[name]
         engine = rerank_engine_class(rec.engine)

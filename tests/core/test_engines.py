@@ -31,11 +31,11 @@ def test_every_recipe_names_a_registered_local_engine():
 
 
 def test_unknown_or_non_local_engines_are_refused_with_the_valid_names():
-    with pytest.raises(ValueError, match=r"unknown engine 'colbert'; known engines: native, own-code, remote-server"):
+    with pytest.raises(ValueError, match=r"unknown engine 'colbert'; known engines: late-interaction, native, own-code, remote-server"):
         dataclasses.replace(GME, engine="colbert")
     with pytest.raises(ValueError, match="not one a recipe can name"):
         dataclasses.replace(GME, engine="remote-server")
-    with pytest.raises(ValueError, match="no rerank side; engines that do: native"):
+    with pytest.raises(ValueError, match="no rerank side; engines that do: late-interaction, native"):
         rerank_engine_class("own-code")
     assert set(ENGINES) >= {"native", "own-code", "remote-server"}
 

@@ -114,12 +114,26 @@ class ChromaStore:
         memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
         embed_text_layer: bool = False,
+        pool_factor: int | None = None,
+        first_stage: str | None = None,
+        page_vectors_dir: PathLike | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.embedder = check_embedder(embedder, "ChromaStore(embedder=...)")
         self.model_id = str(embedder.model_id)
         self.dim = int(embedder.dim)
+        #: a multi-vector (late-interaction) embedder: token vectors beside Chroma (umr.late.collection)
+        self.multi_vector = bool(getattr(embedder, "multi_vector", False))
+        late_options = {"pool_factor": pool_factor, "first_stage": first_stage, "page_vectors_dir": page_vectors_dir}
+        if not self.multi_vector and any(v is not None for v in late_options.values()):
+            given = ", ".join(k for k, v in late_options.items() if v is not None)
+            raise ValueError(f"{given} apply to multi-vector (late-interaction) embedders; {self.model_id!r} is not one")
+        if self.multi_vector and embed_text_layer:
+            raise ValueError(
+                f"{self.model_id!r} embeds a page from its image alone; embed_text_layer=True is not available "
+                "for multi-vector models (the page text is still stored as the Chroma document)"
+            )
         if max_pixels is None:
             max_pixels = getattr(embedder, "max_pixels", None) or embedder.recipe.max_pixels
         self.max_pixels = int(max_pixels)
@@ -145,12 +159,26 @@ class ChromaStore:
             self.image_dir = None
         self.images = PageImages(self.image_dir) if self.image_dir is not None else None
         self.fingerprint = str(getattr(embedder, "fingerprint", "") or f"{self.model_id}|{self.dim}")
-        self.settings_key = settings_key(self.fingerprint, self.max_pixels, embed_text_layer)
         self.collection_name = collection
-        self.chroma = ChromaCollection.open(
-            self.client, collection,
-            collection_metadata(self.model_id, self.dim, self.fingerprint, self.max_pixels),
-        )
+        self.late: Any = None
+        if self.multi_vector:
+            from umr.late.collection import first_stage_encoder, first_stage_key
+
+            encoder = first_stage_encoder(first_stage or "fde", self.dim)
+            # the Chroma side holds the first-stage encoding; the fingerprint names it and the pooling
+            self.fingerprint = f"{self.fingerprint}|{first_stage_key(encoder)}|pool{pool_factor or 1}"
+            self.dim = int(encoder.dim)
+        self.settings_key = settings_key(self.fingerprint, self.max_pixels, embed_text_layer)
+        meta = collection_metadata(self.model_id, self.dim, self.fingerprint, self.max_pixels)
+        if self.multi_vector:  # what opening it without the model (umr delete / stats) needs
+            meta.update(
+                umr_multi_vector=True, umr_token_dim=int(embedder.dim), umr_first_stage=first_stage or "fde",
+                umr_pool_factor=int(pool_factor or 1),
+                umr_model_fingerprint=str(getattr(embedder, "fingerprint", "") or f"{self.model_id}|{embedder.dim}"),
+            )
+        self.chroma = ChromaCollection.open(self.client, collection, meta)
+        if self.multi_vector:
+            self.chroma = self._open_late(encoder, collection, page_vectors_dir, pool_factor or 1)
         self.collection = self.chroma.raw
         self.lock = WriterLock(self.path)
         self.indexer = Indexer(
@@ -159,6 +187,24 @@ class ChromaStore:
             own=[p for p in (self.path, self.image_dir) if p is not None],
         )
         self._pool: RenderPool | None = None
+
+    def _open_late(self, encoder: Any, collection: str, page_dir: PathLike | None, pool_factor: int) -> Any:
+        """Wrap the collection with the page-vector store of a multi-vector embedder and repair the pair."""
+        from umr.late.collection import LateCollection
+        from umr.late.page_store import PageVectorStore
+
+        if page_dir is None:
+            if self.path is None:
+                raise ValueError(
+                    f"{self.model_id!r} is a multi-vector model: its token vectors live in a local folder beside "
+                    "Chroma; with a Chroma server pass page_vectors_dir= (CLI: --page-vectors-dir)"
+                )
+            page_dir = self.path / "page_vectors" / f"{collection}-{self.settings_key}"
+        pages = PageVectorStore.open(Path(os.fsdecode(page_dir)), dim=int(self.embedder.dim), pool_factor=pool_factor)
+        late = LateCollection(self.chroma, pages, encoder, device=getattr(self.embedder, "device", None))
+        self.late = late
+        late.repair()
+        return late
 
     @property
     def max_batch(self) -> int:
@@ -250,7 +296,12 @@ class ChromaStore:
         see :meth:`Indexer.write_embedded`.  Returns the pages written."""
         return self.indexer.write_embedded(pages, vectors, extra, images)
 
-    def _embed(self, inputs: list[Any]) -> np.ndarray:
+    def _embed(self, inputs: list[Any]) -> Any:
+        if self.multi_vector:  # one (n_tokens, dim) array per input; LateCollection stores them
+            multi = self.embedder.embed_documents(inputs)
+            if len(multi) != len(inputs):
+                raise ValueError(f"embedder returned {len(multi)} multi-vectors for {len(inputs)} inputs")
+            return multi
         vectors = np.asarray(self.embedder.embed_documents(inputs), dtype=np.float32)
         if vectors.shape != (len(inputs), self.dim):
             raise ValueError(f"embedder returned shape {vectors.shape}, expected {(len(inputs), self.dim)}")
@@ -363,6 +414,15 @@ class ChromaStore:
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if self.multi_vector:  # first stage in Chroma, exact MaxSim over the stored token vectors
+            if instruction is not None:
+                raise ValueError(f"{self.model_id!r} takes no query instruction")
+            tokens = self.embedder.embed_queries([query])[0]
+            return [
+                SearchHit(id=hid, score=score, metadata=meta, document=doc,
+                          image_uri=str(meta.get("image_uri", "")))
+                for hid, score, meta, doc in self.late.search(tokens, k, where, where_document)
+            ]
         if instruction is None:
             vec = self.embedder.embed_queries([query])
         else:
@@ -429,6 +489,7 @@ class ChromaStore:
             "records": sum(kinds.values()),
             "documents": len(files),
             "by_kind": kinds,
+            **(self.late.stats() if self.late is not None else {}),
         }
 
     def __repr__(self) -> str:

@@ -117,6 +117,19 @@ class UMREmbeddings(BaseModel, Embeddings):
 
     @model_validator(mode="after")
     def _embedder_or_model(self) -> Self:
+        from umr.late.recipes import multi_vector_recipe_name
+
+        late = bool(getattr(self.embedder, "multi_vector", False)) if self.embedder is not None else (
+            self.server_url is None and multi_vector_recipe_name(self.model, self.recipe) is not None
+        )
+        if late:
+            name = getattr(self.embedder, "model_id", None) or self.model
+            raise ValueError(
+                f"{name!r} is a multi-vector (late-interaction) model: one vector per token, scored by MaxSim, "
+                "so it cannot back a LangChain vector store. Index with `umr index DOCS --model "
+                f"{name}` (or umr.store.ChromaStore) and query through langchain_umr.UMRRetriever, or use it as "
+                "a reranker with UMRReranker"
+            )
         if self.embedder is None:
             if self.server_url is not None and any(
                 f in self.model_fields_set and getattr(self, f) is not None for f in ("device", "dtype")

@@ -28,6 +28,23 @@ _LOAD_OPTIONS = (
 )
 
 
+def _refuse_multi_vector(model_name: str | None, recipe: str | None, embedder: Any | None) -> None:
+    """A late-interaction model gives one vector per token: it cannot back a single-vector index."""
+    from umr.late.recipes import multi_vector_recipe_name
+
+    late = bool(getattr(embedder, "multi_vector", False)) if embedder is not None else (
+        model_name is not None and multi_vector_recipe_name(model_name, recipe) is not None
+    )
+    if late:
+        name = getattr(embedder, "model_id", None) or model_name
+        raise ValueError(
+            f"{name!r} is a multi-vector (late-interaction) model: one vector per token, scored by MaxSim, so "
+            "it cannot back a single-vector index. Index with `umr index DOCS --model "
+            f"{name}` (or umr.store.ChromaStore) and query through UMRRetriever, or use it as a reranker "
+            "with UMRRerank"
+        )
+
+
 class UMREmbedding(MultiModalEmbedding):
     """Text, image and page embeddings from a UMR multimodal embedder (GME by default).
 
@@ -97,6 +114,7 @@ class UMREmbedding(MultiModalEmbedding):
         for key in ("device", "dtype"):  # torch.device / torch.dtype are welcome; stored as text
             if kwargs.get(key) is not None and not isinstance(kwargs[key], str):
                 kwargs[key] = str(kwargs[key])
+        _refuse_multi_vector(model_name, kwargs.get("recipe"), embedder)
         if embedder is not None:
             check_embedder(embedder, "UMREmbedding(embedder=...)")
             ignored = sorted(k for k in (*_LOAD_OPTIONS, "server_url") if kwargs.get(k) not in (None, False))
