@@ -474,13 +474,19 @@ def index_files(
     Connects to ``ray_address`` (``"auto"`` for a cluster started with ``ray start``), or starts a
     local Ray.
     """
-    ray = ensure_ray(ray_address)
     spec = embedder if isinstance(embedder, EmbedderSpec) else EmbedderSpec(os.fspath(embedder))
     if batch_size < 1 or files_per_task < 1 or pages_per_block < 1:
         raise ValueError("batch_size, files_per_task and pages_per_block must be >= 1")
+    identity = spec.identity()
+    if identity.get("multi_vector"):
+        raise ValueError(
+            f"{identity['model_id']!r} is a multi-vector (late-interaction) model; the Ray pipeline writes one "
+            "vector per page and does not keep token vectors yet: index it without --ray (umr index DOCS "
+            f"--model {identity['model_id']})"
+        )
+    ray = ensure_ray(ray_address)
     start = time.monotonic()
     report = IndexReport()
-    identity = spec.identity()
     job = _Job(
         host=host, port=int(port), collection=collection, identity=identity,
         max_pixels=int(max_pixels if max_pixels is not None else identity["max_pixels"]),

@@ -113,6 +113,9 @@ class Embedder(RecipePrompts):
         self._lock = threading.Lock()
         self._fingerprint_seed = fingerprint_seed
 
+    #: one vector per input (a multi-vector model says ``multi_vector = True``)
+    multi_vector = False
+
     @property
     def model(self) -> Any:
         """The loaded model (the engine's; fine-tuning may replace it)."""
@@ -167,7 +170,30 @@ class Embedder(RecipePrompts):
         - ``trust_remote_code``: must be True to load a recipe that runs the checkpoint's own code
           (MM-Embed); ignored (never passed on) for recipes umr runs itself.
         - ``show_progress``: a progress bar per ``embed`` call (tqdm).
+
+        A multi-vector (late-interaction) model (``vidore/colqwen2.5-v0.2``, ``vidore/colqwen2-v1.0``,
+        ``nomic-ai/colnomic-embed-multimodal-3b`` / ``-7b``) gives a :class:`umr.late.LateInteractionModel`,
+        whose ``embed_queries`` / ``embed_documents`` return :class:`umr.late.MultiVectors` (one
+        ``(n_tokens, 128)`` array per input).
         """
+        from umr.late.recipes import MULTI_VECTOR_RECIPES, multi_vector_recipe_name
+
+        late = multi_vector_recipe_name(model_id_or_path, recipe)
+        if late is not None:
+            # a late-interaction model: one vector per token (embed_* return umr.late.MultiVectors); its
+            # recipe names the engine that loads and runs it
+            if dim is not None or query_instruction is not None or trust_remote_code:
+                raise ValueError(
+                    f"{os.fspath(model_id_or_path)!r} is a multi-vector (late-interaction) model with fixed "
+                    "128-d token vectors and a fixed query prompt: drop dim=, query_instruction= and "
+                    "trust_remote_code="
+                )
+            engine = embed_engine_class(MULTI_VECTOR_RECIPES[late].engine)
+            return engine.from_pretrained(  # type: ignore[no-any-return]
+                model_id_or_path, recipe=late, device=device, dtype=dtype,
+                attn_implementation=attn_implementation, min_pixels=min_pixels, max_pixels=max_pixels,
+                batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+            )
         name = resolve_recipe_name(model_id_or_path, recipe, "embedding")
         rec = EMBED_RECIPES[name]
         # a fine-tuned checkpoint records the pixel budget it was trained with (umr.json)
@@ -241,6 +267,16 @@ class Embedder(RecipePrompts):
         (a bulk-indexing driver names store ids with it without holding the model). Options that do not
         change vectors (device, dtype, batch sizes) are accepted and ignored.
         """
+        from umr.late.recipes import MULTI_VECTOR_RECIPES, late_fingerprint, multi_vector_recipe_name
+
+        late = multi_vector_recipe_name(model_id_or_path, recipe)
+        if late is not None:
+            mv = MULTI_VECTOR_RECIPES[late]
+            lo = int(min_pixels if min_pixels is not None else mv.min_pixels)
+            hi = int(max_pixels if max_pixels is not None else mv.max_pixels)
+            model_id = _source_id(model_id_or_path)
+            return {"model_id": model_id, "dim": mv.dim, "max_pixels": hi, "multi_vector": True,
+                    "fingerprint": late_fingerprint(model_id, late, lo, hi, mv.dim)}
         name = resolve_recipe_name(model_id_or_path, recipe, "embedding")
         rec = EMBED_RECIPES[name]
         if rec.trust_remote_code and trust_remote_code is not True:

@@ -109,6 +109,14 @@ class RecipePrompts:
             instr = ""
         if r.text_style == "mbeir":
             body = mbeir_format(body)
+        if r.text_suffixes is not None:
+            both, text_only, image_only = r.text_suffixes
+            if mi.image is None:
+                body += text_only
+            elif body or side == "document":  # a document with an image keeps its (maybe empty) text
+                body += both
+            else:
+                body += image_only
         image = r.image_placeholder if mi.image is not None else ""
         content = image + body if r.image_first else body + image
         return fill(r.template_for(side), instruction=instr, content=content)

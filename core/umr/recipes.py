@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from umr.engines import DEFAULT_ENGINE, get_engine
 from umr.errors import UnknownRecipeError
+from umr.late.recipes import MULTI_VECTOR_MODELS, MULTI_VECTOR_RECIPES
 
 Pooling = Literal["last", "mean"]
 Attention = Literal["causal", "bidirectional"]
@@ -109,9 +110,24 @@ class EmbedRecipe:
     #: words for the model table when the pooling is the checkpoint's own (MM-Embed: "latent attention")
     pooling_note: str | None = None
     preferred_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    #: appended to the text part, by what the input holds: (image and text, text only, image only); a
+    #: document with an image takes the first even when its text is empty (U-MARVEL's M-BEIR evaluation)
+    text_suffixes: tuple[str, str, str] | None = None
+    #: token limit of queries when it differs from ``max_length`` (U-MARVEL cuts candidates only)
+    query_max_length: int | None = None
+    #: the official code this recipe follows: repository and file(s), or model card section
+    reference: str = ""
+    #: the recipe whose checkpoints this one runs with another prompt (a variant, chosen with recipe=)
+    variant_of: str | None = None
 
     def __post_init__(self) -> None:
         _check_engine(self.name, self.engine)
+
+    def max_length_for(self, side: Side) -> int:
+        """Token limit of one input on ``side`` (longer inputs are cut on the right)."""
+        if side == "query" and self.query_max_length is not None:
+            return self.query_max_length
+        return self.max_length
 
     @property
     def backend(self) -> str:
@@ -177,6 +193,21 @@ class RerankRecipe:
     #: how an image with transparency becomes RGB, as the model's reference code does it
     alpha: Alpha = "drop"
     preferred_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    #: the first resize uses the recipe's own pixel budget (U-MARVEL's patched qwen-vl-utils)
+    pre_resize_to_budget: bool = False
+    #: "mbeir": query and candidate texts go through M-BEIR ``format_string``, and an empty text next to
+    #: an image is left out (U-MARVEL's rerank datasets)
+    text_style: Literal["none", "mbeir"] = "none"
+    #: the instruction is the task instruction put in front of the query text (M-BEIR), not ``{instruction}``
+    instruction_in_query: bool = False
+    #: "raw": the last position's logits; "generate": the logits as ``generate(...).scores[0]`` reports
+    #: them, the checkpoint's ``generation_config.repetition_penalty`` applied to answer tokens that are
+    #: already in the prompt (how U-MARVEL's zero-shot rerank code scores)
+    answer_logits: Literal["raw", "generate"] = "raw"
+    #: the official code this recipe follows: repository and file(s), or model card section
+    reference: str = ""
+    #: the recipe whose checkpoints this one runs with another prompt (a variant, chosen with recipe=)
+    variant_of: str | None = None
 
     def __post_init__(self) -> None:
         _check_engine(self.name, self.engine)
@@ -233,6 +264,7 @@ GME = EmbedRecipe(
     max_pixels=1280 * 28 * 28,
     max_length=1800,
     alpha="drop",  # gme_inference.py fetch_image: image.convert("RGB")
+    reference="Alibaba-NLP/gme-Qwen2-VL-2B-Instruct (model repository): gme_inference.py",
 )
 
 # U-MARVEL (chaxjli/U-MARVEL demo.py, dataset/datasets_mbeir.py, models/qwen2_vl.py): user turn then
@@ -241,7 +273,9 @@ GME = EmbedRecipe(
 # format_string(text) with no instruction; bidirectional attention, 1-D positions (the reference calls
 # the inner language model with position_ids=None), mean over every non-pad token except the instruction
 # span (markers included); images through its patched qwen-vl-utils with 4·28²–300·28² pixels, which
-# the processor then leaves as they are; candidates are truncated at 1024 tokens.
+# the processor then leaves as they are; candidates are truncated at 1024 tokens, queries are not (only
+# beyond the model's 32768 positions). Always bidirectional: the reference's SDPA shortcut (causal when a
+# batch has no padding) would make a vector depend on its batch-mates; training batches are padded.
 U_MARVEL = EmbedRecipe(
     name="u-marvel",
     family="U-MARVEL",
@@ -267,15 +301,39 @@ U_MARVEL = EmbedRecipe(
     min_pixels=4 * 28 * 28,
     max_pixels=300 * 28 * 28,
     max_length=1024,
+    query_max_length=32768,
     added_tokens=("<emb>", "<instruction_start>", "<instruction_end>"),
     alpha="drop",  # its patched qwen-vl-utils (collators/qwen2_vision_process.py): image_obj.convert("RGB")
+    reference=(
+        "chaxjli/U-MARVEL: demo.py, dataset/datasets_mbeir.py (prompt_index=1, no suffix, as the hard-negative "
+        "and distillation training stages), collators/mbeir_eval.py, collators/qwen2_vision_process.py, "
+        "models/qwen2_vl_finetune.py"
+    ),
+)
+
+# U-MARVEL with the prompt of its M-BEIR evaluation (dataset/datasets_mbeir.py QueryDataset/CandidateDataset
+# default prompt_index=0, used by eval/eval_mbeir_local_finetune_fast.py): a one-word summary request after
+# the text; an image candidate takes the "image and sentence" one even when its text is empty.
+U_MARVEL_MBEIR_EVAL = replace(
+    U_MARVEL,
+    name="u-marvel-mbeir-eval",
+    text_suffixes=(
+        "\nSummarize above image and sentence in one word: ",
+        "\nSummarize above sentence in one word: ",
+        "\nSummarize above image in one word: ",
+    ),
+    variant_of="u-marvel",
+    reference=(
+        "chaxjli/U-MARVEL: dataset/datasets_mbeir.py (QueryDataset/CandidateDataset, prompt_index=0) as used by "
+        "eval/eval_mbeir_local_finetune_fast.py; the rest as recipe u-marvel"
+    ),
 )
 
 # DSE (MrLight/dse-qwen2-2b-mrl-v1 model card): chat template + "<|endoftext|>", left padding, last
 # token, standard M-RoPE forward; text goes with a dummy image (28x28 asked to resize to 1x1, which
 # qwen-vl-utils' smart_resize turns into 56x56); truncate to the first d dims, then normalise. The card
-# has no fused document: umr gives it the image and "Document: " + text. The trained Matryoshka dims
-# are not listed on the card ("e.g. 512"); the list below is the usual MRL ladder.
+# has no fused document: umr gives it the image and "Document: " + text. The card's get_embedding slices
+# any prefix ("you can use any dimension ... e.g. 512"), so any dim from 1 to the native one is accepted.
 DSE = EmbedRecipe(
     name="dse",
     family="DSE",
@@ -298,10 +356,11 @@ DSE = EmbedRecipe(
     min_pixels=1 * 28 * 28,
     max_pixels=2560 * 28 * 28,
     max_length=8192,
-    matryoshka_dims=(1536, 1024, 768, 512, 256, 128),
+    matryoshka_min_dim=1,
     # the card's process_vision_info is qwen-vl-utils of 2024, whose fetch_image does convert("RGB")
     # (the RGBA-on-white to_rgb came in January 2025, QwenLM/Qwen3-VL PR #661)
     alpha="drop",
+    reference="MrLight/dse-qwen2-2b-mrl-v1 model card: How to Use the Model (encode query, encode document)",
 )
 
 # Qwen3-VL-Embedding (its repo's scripts/qwen3_vl_embedding.py): the instruction is the system turn (default
@@ -330,6 +389,10 @@ QWEN3_VL_EMBEDDING = EmbedRecipe(
     max_length=8192,
     matryoshka_min_dim=64,
     alpha="white-rgba",  # qwen-vl-utils' current to_rgb: RGBA pasted on white, other modes convert("RGB")
+    reference=(
+        "QwenLM/Qwen3-VL-Embedding: src/models/qwen3_vl_embedding.py (scripts/qwen3_vl_embedding.py in the "
+        "model repositories)"
+    ),
 )
 
 # MM-Embed (nvidia/MM-Embed modeling_nvmmembed.py): LLaVA-Next + NV-Embed latent attention, run by the
@@ -359,10 +422,11 @@ MM_EMBED = EmbedRecipe(
     # (transformers 4 image_transforms.convert_to_rgb: plain convert) would
     alpha="drop",
     preferred_dtype="float16",
+    reference="nvidia/MM-Embed: modeling_nvmmembed.py (NVMMEmbedModel.encode) and the model card's usage (max_length=4096)",
 )
 
 EMBED_RECIPES: dict[str, EmbedRecipe] = {
-    r.name: r for r in (GME, U_MARVEL, DSE, QWEN3_VL_EMBEDDING, MM_EMBED)
+    r.name: r for r in (GME, U_MARVEL, U_MARVEL_MBEIR_EVAL, DSE, QWEN3_VL_EMBEDDING, MM_EMBED)
 }
 
 EMBED_MODELS: tuple[ModelEntry, ...] = (
@@ -426,6 +490,39 @@ QWEN_ZERO_SHOT = RerankRecipe(
     max_length=4096,
     # the LamRA / U-MARVEL judges load images through 2024 qwen-vl-utils copies: convert("RGB")
     alpha="drop",
+    reference=(
+        "umr's clean judge prompt; wording from chaxjli/U-MARVEL "
+        "dataset/datasets_mbeir_eval_zero_shot_rerank_pointwise.py, Qwen2-VL processor (one resize)"
+    ),
+)
+
+# The zero-shot judge exactly as U-MARVEL scores it (dataset/datasets_mbeir_eval_zero_shot_rerank_pointwise.py,
+# collators/eval_rerank.py, eval/eval_mbeir_zero_shot_rerank_pointwise.py), to reproduce its published
+# numbers: the parts joined with no separator, the judge text with its typo and the 24 spaces its
+# backslash line continuation leaves, M-BEIR format_string texts with the task instruction in front of the
+# query, images pre-resized to 300 visual tokens, and the logits as generate(...).scores[0] reports them.
+_UMARVEL_JUDGE = (
+    "I will provide you with a query and a candidate. Please evaluate whether the candidate"
+    + " " * 24
+    + "meets the requirements of the query. If it does, respond with 'Yes'; if it doesn't, responed with 'No'."
+)
+QWEN_ZERO_SHOT_UMARVEL = replace(
+    QWEN_ZERO_SHOT,
+    name="qwen-vl-yesno-u-marvel",
+    template=_QWEN_RERANK_CHAT.replace("{user}", _UMARVEL_JUDGE + "Query:{query}Candidate:{candidate}"),
+    default_instruction="",
+    instruction_in_query=True,
+    text_style="mbeir",
+    pre_resize=True,
+    pre_resize_to_budget=True,
+    min_pixels=4 * 28 * 28,
+    max_pixels=300 * 28 * 28,
+    answer_logits="generate",
+    variant_of="qwen-vl-yesno",
+    reference=(
+        "chaxjli/U-MARVEL: dataset/datasets_mbeir_eval_zero_shot_rerank_pointwise.py, collators/eval_rerank.py, "
+        "collators/qwen2_vision_process.py, eval/eval_mbeir_zero_shot_rerank_pointwise.py"
+    ),
 )
 
 # lightonai/MonoQwen2-VL-v0.1: LoRA on Qwen2-VL-2B-Instruct, MonoT5 objective. One user turn holding the
@@ -443,12 +540,13 @@ MONOQWEN = RerankRecipe(
     score="softmax",
     pre_resize=False,  # the card calls the Qwen2-VL processor directly: one resize
     min_pixels=4 * 28 * 28,
-    max_pixels=1280 * 28 * 28,  # the processor default is 16384*28*28; pass max_pixels= to match it
-    max_length=8192,
+    max_pixels=16384 * 28 * 28,  # the card's processor defaults; pass max_pixels= to lower it
+    max_length=32768,  # the card cuts nothing; the model has 32768 positions
     adapter_of="Qwen/Qwen2-VL-2B-Instruct",
     # the card hands the PIL image to the Qwen2-VL processor, whose convert_to_rgb in transformers 4.x
     # (its release, Oct 2024) was a plain convert("RGB"); transformers 5 would composite ("white-any")
     alpha="drop",
+    reference="lightonai/MonoQwen2-VL-v0.1 model card: How to use (processor of Qwen/Qwen2-VL-2B-Instruct, its defaults)",
 )
 
 # Qwen/Qwen3-VL-Reranker-2B / -8B: fixed judge system prompt, task instruction in the user turn, query
@@ -472,9 +570,15 @@ QWEN3_VL_RERANKER = RerankRecipe(
     max_pixels=1800 * 32 * 32,
     max_length=10240,
     alpha="white-rgba",  # its official code loads images through qwen-vl-utils' current to_rgb
+    reference=(
+        "QwenLM/Qwen3-VL-Embedding: src/models/qwen3_vl_reranker.py (scripts/qwen3_vl_reranker.py in the "
+        "model repositories)"
+    ),
 )
 
-RERANK_RECIPES: dict[str, RerankRecipe] = {r.name: r for r in (QWEN_ZERO_SHOT, MONOQWEN, QWEN3_VL_RERANKER)}
+RERANK_RECIPES: dict[str, RerankRecipe] = {
+    r.name: r for r in (QWEN_ZERO_SHOT, QWEN_ZERO_SHOT_UMARVEL, MONOQWEN, QWEN3_VL_RERANKER)
+}
 
 #: what ``Reranker.from_pretrained()`` loads when given no model
 DEFAULT_RERANKER = "Qwen/Qwen3-VL-Reranker-2B"
@@ -482,8 +586,15 @@ DEFAULT_RERANKER = "Qwen/Qwen3-VL-Reranker-2B"
 # ---------------------------------------------------------------------------------------------------
 # Published checkpoints
 # ---------------------------------------------------------------------------------------------------
+#: late-interaction (multi-vector) embedders: their recipes live in ``umr.late.recipes``
+MULTI_VECTOR_ENTRIES: tuple[ModelEntry, ...] = tuple(
+    ModelEntry(m.model_id, m.recipe, "embedder", m.params, MULTI_VECTOR_RECIPES[m.recipe].dim, m.license, m.purpose)
+    for m in MULTI_VECTOR_MODELS
+)
+
 MODELS: tuple[ModelEntry, ...] = (
     *EMBED_MODELS,
+    *MULTI_VECTOR_ENTRIES,
     ModelEntry(
         "Qwen/Qwen3-VL-Reranker-2B", "qwen3-vl-reranker", "reranker", "2B", None, "apache-2.0",
         "default reranker; text, image and fused queries and candidates",
@@ -603,21 +714,41 @@ def write_recipe_marker(path: str | os.PathLike, recipe: str, **extra: object) -
 
 
 def list_recipes(kind: Literal["embedder", "reranker", "all"] = "all") -> list[dict[str, object]]:
-    """The model table: one row per published id with its recipe facts."""
+    """The model table: one row per published id with its recipe facts.
+
+    Besides the table's columns each row carries ``reference`` (the official code the recipe follows) and
+    ``variants``: the recipes that run the same checkpoints with another prompt (``recipe=<name>``), each
+    with its own ``reference``.
+    """
     rows: list[dict[str, object]] = []
     for entry in MODELS:
         if kind != "all" and entry.kind != kind:
             continue
-        if entry.kind == "embedder":
-            r = EMBED_RECIPES[entry.recipe]
-            pooling = _embed_pooling_text(r)
-            dims = r.allowed_dims(entry.dim) if entry.dim is not None else "-"
-            backbone = r.backbone
+        if entry.recipe in MULTI_VECTOR_RECIPES:
+            mv = MULTI_VECTOR_RECIPES[entry.recipe]
+            pooling = "every token (late interaction, MaxSim)"
+            dims = f"{mv.dim} per token"
+            backbone = mv.backbone
+            reference = mv.reference
+            variants: list[dict[str, str]] = []
         else:
-            rr = RERANK_RECIPES[entry.recipe]
-            pooling = f"{rr.yes_token}/{rr.no_token} {rr.score}"
-            dims = "-"
-            backbone = rr.backbone
+            table: dict[str, EmbedRecipe] | dict[str, RerankRecipe] = (
+                EMBED_RECIPES if entry.kind == "embedder" else RERANK_RECIPES
+            )
+            reference = table[entry.recipe].reference
+            variants = [
+                {"recipe": v.name, "reference": v.reference} for v in table.values() if v.variant_of == entry.recipe
+            ]
+            if entry.kind == "embedder":
+                r = EMBED_RECIPES[entry.recipe]
+                pooling = _embed_pooling_text(r)
+                dims = r.allowed_dims(entry.dim) if entry.dim is not None else "-"
+                backbone = r.backbone
+            else:
+                rr = RERANK_RECIPES[entry.recipe]
+                pooling = f"{rr.yes_token}/{rr.no_token} {rr.score}"
+                dims = "-"
+                backbone = rr.backbone
         rows.append(
             {
                 "model_id": entry.model_id,
@@ -629,6 +760,8 @@ def list_recipes(kind: Literal["embedder", "reranker", "all"] = "all") -> list[d
                 "dims": dims,
                 "license": entry.license,
                 "purpose": entry.purpose,
+                "reference": reference,
+                "variants": variants,
             }
         )
     return rows

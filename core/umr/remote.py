@@ -17,6 +17,10 @@ Prompts follow the model's recipe exactly as the local path renders them (``buil
   a trailing assistant turn (GME: ``<|endoftext|>``, the pooled token) is continued, not closed
   (``continue_final_message``).  Images are resized on this side as the recipe's first resize does and
   the pixel budget goes along in ``mm_processor_kwargs``.
+- **umr serve** (``api="umr"``): ``input`` is a list of ``{"text", "image", "instruction"}`` items with
+  ``input_type`` (query / document) and ``instruction``; the server renders the recipe's prompts itself, so
+  its vectors are the local ``Embedder``'s.  ``api="auto"`` (the default) picks it when ``/v1/models`` says
+  ``owned_by: umr``, else ``vllm``.
 - **SGLang** (``api="sglang"``, ``--is-embedding``): ``input`` is a list of ``{"text", "image"}`` items;
   the server's chat template (``--chat-template gme-qwen2-vl`` for GME) builds the prompt, with its own
   default system turn (query instructions are not sent).
@@ -69,7 +73,7 @@ from umr.recipes import EMBED_RECIPES, Side, resolve_recipe_name
 
 logger = logging.getLogger(__name__)
 
-Api = Literal["vllm", "sglang"]
+Api = Literal["vllm", "sglang", "umr"]
 
 
 class RemoteEmbedder(RecipePrompts):
@@ -102,7 +106,7 @@ class RemoteEmbedder(RecipePrompts):
         *,
         api_key: str | None = None,
         recipe: str | None = None,
-        api: Api = "vllm",
+        api: Api | Literal["auto"] = "auto",
         timeout: float = 120.0,
         max_retries: int = 5,
         backoff: float = 0.5,
@@ -119,8 +123,8 @@ class RemoteEmbedder(RecipePrompts):
         transport: Any | None = None,
         **_: Any,
     ) -> None:
-        if api not in ("vllm", "sglang"):
-            raise ValueError(f"api must be 'vllm' or 'sglang', got {api!r}")
+        if api not in ("vllm", "sglang", "umr", "auto"):
+            raise ValueError(f"api must be 'auto', 'vllm', 'sglang' or 'umr', got {api!r}")
         if image_transport not in ("data", "file"):
             raise ValueError(f"image_transport must be 'data' or 'file', got {image_transport!r}")
         if concurrency < 1 or batch_size < 1:
@@ -132,6 +136,8 @@ class RemoteEmbedder(RecipePrompts):
         self.base_url = self.client.base_url
         if check_model:
             self.client.check_model(model)
+        if api == "auto":  # umr serve says so in /v1/models; anything else is spoken to as vLLM
+            api = "umr" if self.client.owners.get(model) == "umr" else "vllm"
         try:
             name = resolve_recipe_name(model, recipe, "embedding")
         except UnknownRecipeError as exc:
@@ -146,7 +152,7 @@ class RemoteEmbedder(RecipePrompts):
                 "which has no server form; use umr.Embedder locally"
             )
         self.model_id = model
-        self.api: Api = api
+        self.api: Api = api  # type: ignore[assignment]
         self.query_instruction = query_instruction
         self.concurrency = int(concurrency)
         self.batch_size = int(batch_size)
@@ -246,7 +252,9 @@ class RemoteEmbedder(RecipePrompts):
         size = batch_size or self.batch_size
         jobs: list[tuple[list[int], dict[str, Any]]] = []
         texts: list[int] = []
-        for i, item in enumerate(items):
+        if self.api == "umr":
+            jobs = self._umr_jobs(items, side, instruction, size)
+        for i, item in enumerate(items if self.api != "umr" else ()):
             mi = self._with_text_only_image(item)
             if self.api == "sglang":
                 continue
@@ -314,6 +322,41 @@ class RemoteEmbedder(RecipePrompts):
         if self.send_pixel_budget:
             payload["mm_processor_kwargs"] = {"min_pixels": self.min_pixels, "max_pixels": self.max_pixels}
         return payload
+
+    def _umr_jobs(
+        self, items: Sequence[MultimodalInput], side: Side, instruction: str | None, size: int
+    ) -> list[tuple[list[int], dict[str, Any]]]:
+        """``umr serve`` bodies: texts ``size`` per request, each input with an image alone (body limits).
+
+        Images go as lossless PNG (or ``file://`` URLs), not resized: the server applies the recipe."""
+        groups: list[list[int]] = [[i] for i, it in enumerate(items) if it.image is not None]
+        text_idx = [i for i, it in enumerate(items) if it.image is None]
+        groups += [text_idx[lo : lo + size] for lo in range(0, len(text_idx), size)]
+        jobs = []
+        for idx in groups:
+            entries: list[dict[str, str]] = []
+            for i in idx:
+                it = items[i]
+                entry: dict[str, str] = {}
+                if it.text is not None:
+                    entry["text"] = it.text
+                if it.image is not None:
+                    if self.image_transport == "file" and isinstance(it.image, Path):
+                        entry["image"] = it.image.resolve().as_uri()
+                    else:
+                        img = it.load_image()  # PNG keeps transparency: the server applies the recipe
+                        if img.mode not in ("RGB", "RGBA", "L", "LA", "P"):
+                            img = to_rgb(img, self.recipe.alpha)
+                        entry["image"] = image_data_uri(img)
+                if it.instruction is not None:
+                    entry["instruction"] = it.instruction
+                entries.append(entry)
+            payload: dict[str, Any] = {"model": self.model_id, "input": entries, "input_type": side,
+                                       "encoding_format": "base64"}
+            if side == "query" and (instruction or self.query_instruction):
+                payload["instruction"] = instruction or self.query_instruction
+            jobs.append((idx, payload))
+        return jobs
 
     def _sglang_payload(self, items: Sequence[MultimodalInput], side: Side) -> dict[str, Any]:
         entries: list[dict[str, str]] = []

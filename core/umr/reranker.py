@@ -24,6 +24,7 @@ torch-free ``umr.ranking`` (``fuse``, ``rank_scores`` are importable from here t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import numbers
 import os
@@ -39,7 +40,7 @@ from umr.engines import rerank_engine_class
 from umr.engines.base import RerankEngine, source_path
 from umr.errors import InputError
 from umr.inputs import InputLike, MultimodalInput, is_single_input
-from umr.prompting import fill, render_content
+from umr.prompting import fill, mbeir_format, render_content
 from umr.ranking import (  # noqa: F401 - fuse, finite_scores: re-exported (umr.fuse, old import paths)
     DEFAULT_FUSE_WEIGHT,
     check_top_n,
@@ -179,7 +180,20 @@ class Reranker:
         - ``trust_remote_code``: passed to transformers when loading (the rerank recipes run built-in
           classes; leave it False).
         - ``show_progress``: a progress bar per ``score`` call (tqdm).
+
+        A late-interaction model (``vidore/colqwen2.5-v0.2`` and the other ColQwen-family ids) gives a
+        :class:`umr.late.rerank.LateInteractionReranker`, which scores pairs by MaxSim.
         """
+        from umr.late.recipes import MULTI_VECTOR_RECIPES, multi_vector_recipe_name
+
+        late = multi_vector_recipe_name(model_id_or_path, recipe)
+        if late is not None:
+            # a late-interaction model scores (query, candidate) pairs by MaxSim (its recipe's engine)
+            return rerank_engine_class(MULTI_VECTOR_RECIPES[late].engine).from_pretrained(  # type: ignore[no-any-return]
+                model_id_or_path, recipe=late, device=device, dtype=dtype, instruction=instruction,
+                base_model=base_model, attn_implementation=attn_implementation, min_pixels=min_pixels,
+                max_pixels=max_pixels, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+            )
         name = resolve_recipe_name(model_id_or_path, recipe, "reranking")
         rec = RERANK_RECIPES[name]
         engine = rerank_engine_class(rec.engine)
@@ -227,23 +241,43 @@ class Reranker:
             chosen = self.instruction
         return chosen if chosen is not None else self.recipe.default_instruction
 
-    def _content(self, item: MultimodalInput) -> str:
-        return render_content(item, image_placeholder=self.recipe.image_placeholder, image_first=self.recipe.image_first)
+    def _content(self, item: MultimodalInput, task_instruction: str = "") -> str:
+        """One side of a pair: image placeholder and text, as the recipe writes them.
+
+        ``task_instruction`` goes in front of the text (the query side of an ``instruction_in_query``
+        recipe); ``text_style="mbeir"`` applies M-BEIR ``format_string`` and leaves out an empty text next
+        to an image.
+        """
+        r = self.recipe
+        text = item.text
+        if task_instruction:
+            text = f"{task_instruction} {text or ''}"
+        if r.text_style == "mbeir":
+            text = mbeir_format(text or "")
+            if not text and item.image is not None:
+                text = None
+        if text != item.text:
+            item = dataclasses.replace(item, text=text)
+        return render_content(item, image_placeholder=r.image_placeholder, image_first=r.image_first)
+
+    def _query_content(self, query: MultimodalInput, instruction: str) -> str:
+        return self._content(query, instruction if self.recipe.instruction_in_query else "")
 
     def build_prompt(self, query: InputLike, candidate: InputLike, instruction: str | None = None) -> str:
         """The exact text the model sees for one pair (one image placeholder per image)."""
         q = MultimodalInput.coerce(query)
         c = MultimodalInput.coerce(candidate)
+        chosen = self.instruction_for(q, instruction)
         return fill(
             self.recipe.template,
-            instruction=self.instruction_for(q, instruction),
-            query=self._content(q),
+            instruction=chosen,
+            query=self._query_content(q, chosen),
             candidate=self._content(c),
         )
 
     def prompt_for(self, query: MultimodalInput, instruction: str) -> Callable[[MultimodalInput], str]:
         """``candidate -> prompt`` for one query and a resolved instruction (what the engine tokenises)."""
-        q_content = self._content(query)
+        q_content = self._query_content(query, instruction)
 
         def prompt(candidate: MultimodalInput) -> str:
             return fill(self.recipe.template, instruction=instruction, query=q_content, candidate=self._content(candidate))

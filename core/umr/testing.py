@@ -351,6 +351,15 @@ def build_tiny_model(
     return out
 
 
+def build_tiny_colqwen(path: str | os.PathLike, recipe: str = "colqwen2.5", **kwargs: Any) -> Path:
+    """A tiny random-weight checkout of a multi-vector (ColQwen-family) recipe, laid out like the published
+    ones (a LoRA adapter on a ``base`` folder holding the backbone and the projection head); see
+    :func:`umr.late.testing.build_tiny_colqwen`."""
+    from umr.late.testing import build_tiny_colqwen as build
+
+    return build(path, recipe, **kwargs)
+
+
 # --------------------------------------------------------------------------------------------------
 # a model-free embedder
 # --------------------------------------------------------------------------------------------------
@@ -422,3 +431,11 @@ class HashEmbedder:
 
     def embed_queries(self, inputs: Iterable[Any], instruction: str | None = None, **_: Any) -> np.ndarray:
         return self.embed_documents(inputs)
+
+    def embed(self, inputs: Any, *, side: str = "document", instruction: str | None = None, **_: Any) -> np.ndarray:
+        """Like ``umr.Embedder.embed``: one input gives ``(dim,)``, a sequence ``(n, dim)``."""
+        from umr.inputs import is_single_input
+
+        single = is_single_input(inputs)
+        out = self.embed_documents([inputs] if single else inputs)
+        return out[0] if single else out

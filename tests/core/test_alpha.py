@@ -30,10 +30,12 @@ from umr.recipes import EMBED_RECIPES, RERANK_RECIPES
 EXPECTED = {
     "gme": "drop",
     "u-marvel": "drop",
+    "u-marvel-mbeir-eval": "drop",
     "dse": "drop",
     "qwen3-vl-embedding": "white-rgba",
     "mm-embed": "drop",
     "qwen-vl-yesno": "drop",
+    "qwen-vl-yesno-u-marvel": "drop",
     "monoqwen2-vl": "drop",
     "qwen3-vl-reranker": "white-rgba",
 }

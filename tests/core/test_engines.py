@@ -23,19 +23,19 @@ def test_every_recipe_names_a_registered_local_engine():
     assert rerank_engine_class(RERANK_RECIPES["qwen3-vl-reranker"].engine) is NativeRerankEngine
     # the old attribute still reads as before
     assert {n: r.backend for n, r in EMBED_RECIPES.items()} == {
-        "gme": "native", "u-marvel": "native", "dse": "native", "qwen3-vl-embedding": "native",
-        "mm-embed": "remote-encode",
+        "gme": "native", "u-marvel": "native", "u-marvel-mbeir-eval": "native", "dse": "native",
+        "qwen3-vl-embedding": "native", "mm-embed": "remote-encode",
     }
     assert get_engine("native").servable and not get_engine("own-code").servable
     assert get_engine("native").trainable and not get_engine("own-code").trainable
 
 
 def test_unknown_or_non_local_engines_are_refused_with_the_valid_names():
-    with pytest.raises(ValueError, match=r"unknown engine 'colbert'; known engines: native, own-code, remote-server"):
+    with pytest.raises(ValueError, match=r"unknown engine 'colbert'; known engines: late-interaction, native, own-code, remote-server"):
         dataclasses.replace(GME, engine="colbert")
     with pytest.raises(ValueError, match="not one a recipe can name"):
         dataclasses.replace(GME, engine="remote-server")
-    with pytest.raises(ValueError, match="no rerank side; engines that do: native"):
+    with pytest.raises(ValueError, match="no rerank side; engines that do: late-interaction, native"):
         rerank_engine_class("own-code")
     assert set(ENGINES) >= {"native", "own-code", "remote-server"}
 

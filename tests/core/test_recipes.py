@@ -230,6 +230,26 @@ PROMPTS: dict[str, list[tuple[object, str, str | None, str]]] = {
          f"{SYS}<|im_start|>user\n{IMG}Document: plain text passage<|im_end|>\n<|im_start|>assistant\n"
          "<|endoftext|>"),
     ],
+    # datasets_mbeir.py QueryDataset/CandidateDataset with prompt_index=0 (the evaluation default)
+    "u-marvel-mbeir-eval": [
+        ({"text": "two dogs on a bench", "image": PIC}, "query", "retrieve a caption for the image",
+         f"{SYS}<|im_start|>user\n{IMG}<instruction_start>Retrieve a caption for the image.<instruction_end>"
+         " two dogs on a bench.\nSummarize above image and sentence in one word: <|im_end|>\n"
+         "<|im_start|>assistant\n<emb>.<|im_end|>\n<|im_start|>assistant\n"),
+        ("a dog", "query", "Find a caption.",
+         f"{SYS}<|im_start|>user\n<instruction_start>Find a caption.<instruction_end> a dog.\nSummarize above "
+         "sentence in one word: <|im_end|>\n<|im_start|>assistant\n<emb>.<|im_end|>\n<|im_start|>assistant\n"),
+        (PIC, "query", None,
+         f"{SYS}<|im_start|>user\n{IMG}\nSummarize above image in one word: <|im_end|>\n<|im_start|>assistant\n"
+         "<emb>.<|im_end|>\n<|im_start|>assistant\n"),
+        # an image candidate keeps its empty text: the "image and sentence" suffix
+        (PIC, "document", None,
+         f"{SYS}<|im_start|>user\n{IMG}\nSummarize above image and sentence in one word: <|im_end|>\n"
+         "<|im_start|>assistant\n<emb>.<|im_end|>\n<|im_start|>assistant\n"),
+        ("a dog and a woman", "document", INSTRUCTION,
+         f"{SYS}<|im_start|>user\nA dog and a woman.\nSummarize above sentence in one word: <|im_end|>\n"
+         "<|im_start|>assistant\n<emb>.<|im_end|>\n<|im_start|>assistant\n"),
+    ],
     "qwen3-vl-embedding": [
         ({"text": "a dog", "image": PIC}, "query", "Retrieve images or text relevant to the user's query",
          "<|im_start|>system\nRetrieve images or text relevant to the user's query.<|im_end|>\n"
@@ -462,7 +482,8 @@ def test_matryoshka_truncation_renormalises(tiny_dirs, embedders):
 @pytest.mark.parametrize(
     ("name", "dim", "message"),
     [
-        ("dse", 100, "allowed dims: 256, 128$"),
+        ("dse", 0, "any integer from 1 to 256"),
+        ("dse", 257, "any integer from 1 to 256"),
         ("gme", 32, "allowed dims: 64 .*no Matryoshka"),
         ("qwen3-vl-embedding", 63, "any integer from 64 to 128"),
         ("qwen3-vl-embedding", 129, "any integer from 64 to 128"),
@@ -537,7 +558,7 @@ def test_list_recipes_covers_every_model_and_renders():
         assert all(str(r[key]) for r in rows), key
     by_id = {r["model_id"]: r for r in rows}
     assert by_id["nvidia/MM-Embed"]["license"] == "cc-by-nc-4.0"
-    assert by_id["MrLight/dse-qwen2-2b-mrl-v1"]["dims"] == "1536, 1024, 768, 512, 256, 128"
+    assert by_id["MrLight/dse-qwen2-2b-mrl-v1"]["dims"] == "any integer from 1 to 1536"
     assert by_id["Qwen/Qwen3-VL-Embedding-2B"]["dims"] == "any integer from 64 to 2048"
     assert "instruction excluded" in str(by_id["TencentBAC/U-MARVEL-Qwen2VL-7B-Instruct"]["pooling"])
     md = format_table(rows, "markdown").splitlines()

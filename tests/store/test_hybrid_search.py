@@ -47,8 +47,9 @@ def _run(setup: Any, query: Any, k: int = 5, **kw: Any) -> list:
     where = kw.pop("where", None)
     where_document = kw.pop("where_document", None)
     text = query if isinstance(query, str) else "x"
-    return search(col, lex, query, k, embed_query=lambda: emb.embed_queries([text])[0], where=where,
-                  where_document=where_document, options=SearchOptions(**kw))
+    vec = emb.embed_queries([text])[0]
+    return search(col, lex, query, k, dense_ranked=lambda n: col.query_ids(vec, n, where, where_document),
+                  where=where, where_document=where_document, options=SearchOptions(**kw))
 
 
 def test_modes_on_a_code_query(setup: Any) -> None:
@@ -129,5 +130,5 @@ def test_search_options_are_validated() -> None:
 def test_lexical_modes_need_the_index(setup: Any) -> None:
     col, _, emb = setup
     with pytest.raises(ValueError, match="rebuild-lexical"):
-        search(col, None, "pumps", 3, embed_query=lambda: emb.embed_queries(["pumps"])[0],
+        search(col, None, "pumps", 3, dense_ranked=lambda n: col.query_ids(emb.embed_queries(["pumps"])[0], n),
                options=SearchOptions(mode="hybrid"))

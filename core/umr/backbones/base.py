@@ -88,6 +88,8 @@ class PreparedInput:
     input: MultimodalInput
     ids: list[int]  # prompt token ids, one placeholder token for the image (if any)
     geometry: ImageGeometry | None
+    #: tokens kept of this input (its side's limit); None: the processor's ``max_length``
+    max_length: int | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -121,7 +123,9 @@ class BackboneProcessor(Protocol):
 
     def geometry(self, width: int, height: int) -> ImageGeometry: ...
 
-    def prepare(self, index: int, item: MultimodalInput, prompt: str) -> PreparedInput: ...
+    def prepare(
+        self, index: int, item: MultimodalInput, prompt: str, max_length: int | None = None
+    ) -> PreparedInput: ...
 
     def encode_image(self, item: MultimodalInput, geometry: ImageGeometry, owner: str) -> EncodedImage: ...
 

@@ -31,6 +31,7 @@ COMMANDS: tuple[str, ...] = (
     "models",
     "make_tiny_model",
     "train",
+    "serve",
 )
 
 __all__ = ["COMMANDS", "JobFailed", "UsageError", "build_parser", "main"]

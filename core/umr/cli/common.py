@@ -110,8 +110,9 @@ def add_server_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--server-model", default=None, metavar="NAME",
                    help="model name as the server serves it (default: --model, the index's model, or GME-2B)")
     g.add_argument("--api-key", default=None, help="bearer token for the server (default: $UMR_API_KEY)")
-    g.add_argument("--server-api", choices=("vllm", "sglang"), default="vllm",
-                   help="request form: vllm (chat messages, recipe prompts; default) or sglang (--is-embedding)")
+    g.add_argument("--server-api", choices=("auto", "vllm", "sglang", "umr"), default="auto",
+                   help="request form: auto (default: umr for a `umr serve` server, else vllm), vllm (chat "
+                        "messages, recipe prompts), sglang (--is-embedding) or umr (umr serve's own form)")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -13,7 +13,10 @@ from .common import out
 def register(sub: Any) -> None:
     p = sub.add_parser("models", help="the model table")
     p.add_argument("--kind", choices=("all", "embedder", "reranker"), default="all")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--json", action="store_true",
+        help="JSON rows, each with the official code its recipe follows (reference) and its variants",
+    )
     p.add_argument("--markdown", action="store_true", help="markdown, as in the README")
     p.set_defaults(func=run)
 

@@ -7,6 +7,8 @@
                     rows of the lm_head make vectors / scores (``umr.engines.native``)
 ``own-code``        the checkpoint ships its own modelling code with an ``encode`` method (MM-Embed); it is
                     loaded only with an explicit ``trust_remote_code=True`` (``umr.engines.own_code``)
+``late-interaction`` umr runs a Qwen-VL backbone and a per-token projection head (ColQwen family): one
+                    vector per token, scored by MaxSim (``umr.late.model``; recipes in ``umr.late.recipes``)
 ``remote-server``   an OpenAI-compatible server (vLLM, SGLang) runs the model; umr renders the recipe's
                     prompts and sends them (``umr.engines.remote_server``, behind ``umr.remote``). Any
                     recipe whose engine is ``servable`` can run this way.
@@ -67,6 +69,12 @@ register_engine(EngineInfo(
     summary="the checkpoint's own modelling code and its encode() run (needs trust_remote_code=True)",
     embed="umr.engines.own_code:OwnCodeEmbedEngine",
     runs_checkpoint_code=True,
+))
+register_engine(EngineInfo(
+    name="late-interaction",
+    summary="umr runs a Qwen-VL backbone + a per-token projection head: one vector per token, MaxSim (ColQwen)",
+    embed="umr.late.model:LateInteractionModel",
+    rerank="umr.late.rerank:LateInteractionReranker",
 ))
 register_engine(EngineInfo(
     name="remote-server",

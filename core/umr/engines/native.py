@@ -138,8 +138,11 @@ class NativeEmbedEngine(EmbedEngine):
     ) -> list[PreparedInput]:
         processor = self.processor
         assert processor is not None
+        limit = self.recipe.max_length_for(side)
         return [
-            processor.prepare(i, prompter.with_text_only_image(it), prompter.build_prompt(it, side, instruction))
+            processor.prepare(
+                i, prompter.with_text_only_image(it), prompter.build_prompt(it, side, instruction), max_length=limit
+            )
             for i, it in enumerate(items)
         ]
 
@@ -250,6 +253,9 @@ class NativeRerankEngine(RerankEngine):
         self.device = device
         self.dtype = dtype
         self.backbone = backbone_of(model, recipe.backbone)
+        extra: dict[str, Any] = {}
+        if recipe.pre_resize_to_budget:
+            extra["pre_resize_pixels"] = (min_pixels, max_pixels)
         self.processor = self.backbone.make_processor(
             tokenizer,
             image_processor,
@@ -260,7 +266,14 @@ class NativeRerankEngine(RerankEngine):
             pre_resize=recipe.pre_resize,
             padding_side=recipe.padding_side,
             alpha=recipe.alpha,
+            **extra,
         )
+        #: ``answer_logits="generate"``: the checkpoint's repetition penalty (None when there is none)
+        self.repetition_penalty: float | None = None
+        if recipe.answer_logits == "generate":
+            penalty = getattr(getattr(model, "generation_config", None), "repetition_penalty", None)
+            if penalty is not None and float(penalty) != 1.0:
+                self.repetition_penalty = float(penalty)
         self.yes_token_id = self.processor.token_id(recipe.yes_token)
         self.no_token_id = self.processor.token_id(recipe.no_token)
         # (2, H) float32 rows of the lm_head for [yes, no] (and the bias entries, if the head has any)
@@ -427,6 +440,11 @@ class NativeRerankEngine(RerankEngine):
         logits = last @ self.head_weight.T  # (B, 2)
         if self.head_bias is not None:
             logits = logits + self.head_bias
+        if self.repetition_penalty is not None:
+            logits = penalise_seen_answers(
+                logits, batch["input_ids"], batch["attention_mask"], (self.yes_token_id, self.no_token_id),
+                self.repetition_penalty,
+            )
         return logits
 
     def answer_logits(
@@ -456,6 +474,27 @@ class NativeRerankEngine(RerankEngine):
             overlap=self.device.type != "cpu",
         )
         return logits.float().cpu()
+
+
+def penalise_seen_answers(
+    logits: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    token_ids: Sequence[int],
+    penalty: float,
+) -> torch.Tensor:
+    """transformers' repetition penalty on the answer columns: (B, k) logits of ``token_ids``.
+
+    A token already in a row's prompt (real positions only) has its logit divided by ``penalty`` when
+    positive, multiplied when negative, as ``generate`` does before it reports ``scores``.
+    """
+    out = logits.clone()
+    real = attention_mask.bool()
+    for k, tid in enumerate(token_ids):
+        seen = ((input_ids == tid) & real).any(dim=-1).to(logits.device)  # (B,)
+        col = logits[:, k]
+        out[:, k] = torch.where(seen, torch.where(col < 0, col * penalty, col / penalty), col)
+    return out
 
 
 def _has_tokenizer(source: str) -> bool:

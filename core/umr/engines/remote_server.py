@@ -68,6 +68,7 @@ class ServerClient:
             raise ValueError(f"server URL must start with http:// or https://, got {base_url!r}")
         if max_retries < 0 or timeout <= 0:
             raise ValueError("max_retries must be >= 0 and timeout > 0")
+        self.owners: dict[str, str] = {}  # served model name -> owned_by, from /v1/models
         self.base_url = base_url.rstrip("/")
         if self.base_url.endswith("/v1"):
             self.base_url = self.base_url[:-3]
@@ -138,6 +139,7 @@ class ServerClient:
                 value = entry.get(key)
                 if isinstance(value, str) and value not in names:
                     names.append(value)
+                    self.owners[value] = str(entry.get("owned_by", ""))
         return names
 
     def check_model(self, model: str) -> None:

@@ -39,6 +39,7 @@ from umr.documents import (
     source_key,
 )
 from umr.documents.paths import PathLike
+from umr.protocols import check_embedder
 
 from .collection import ChromaCollection, Scalar, chroma_client, collection_metadata, scalar_metadata
 from .hybrid import SearchOptions
@@ -141,12 +142,26 @@ class ChromaStore:
         lexical: bool | None = None,
         lexical_dir: PathLike | None = None,
         lexical_language: str | None = None,
+        pool_factor: int | None = None,
+        first_stage: str | None = None,
+        page_vectors_dir: PathLike | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.embedder = embedder
+        self.embedder = check_embedder(embedder, "ChromaStore(embedder=...)")
         self.model_id = str(embedder.model_id)
         self.dim = int(embedder.dim)
+        #: a multi-vector (late-interaction) embedder: token vectors beside Chroma (umr.late.collection)
+        self.multi_vector = bool(getattr(embedder, "multi_vector", False))
+        late_options = {"pool_factor": pool_factor, "first_stage": first_stage, "page_vectors_dir": page_vectors_dir}
+        if not self.multi_vector and any(v is not None for v in late_options.values()):
+            given = ", ".join(k for k, v in late_options.items() if v is not None)
+            raise ValueError(f"{given} apply to multi-vector (late-interaction) embedders; {self.model_id!r} is not one")
+        if self.multi_vector and embed_text_layer:
+            raise ValueError(
+                f"{self.model_id!r} embeds a page from its image alone; embed_text_layer=True is not available "
+                "for multi-vector models (the page text is still stored as the Chroma document)"
+            )
         if max_pixels is None:
             max_pixels = getattr(embedder, "max_pixels", None) or embedder.recipe.max_pixels
         self.max_pixels = int(max_pixels)
@@ -172,12 +187,26 @@ class ChromaStore:
             self.image_dir = None
         self.images = PageImages(self.image_dir) if self.image_dir is not None else None
         self.fingerprint = str(getattr(embedder, "fingerprint", "") or f"{self.model_id}|{self.dim}")
-        self.settings_key = settings_key(self.fingerprint, self.max_pixels, embed_text_layer)
         self.collection_name = collection
-        self.chroma = ChromaCollection.open(
-            self.client, collection,
-            collection_metadata(self.model_id, self.dim, self.fingerprint, self.max_pixels),
-        )
+        self.late: Any = None
+        if self.multi_vector:
+            from umr.late.collection import first_stage_encoder, first_stage_key
+
+            encoder = first_stage_encoder(first_stage or "fde", self.dim)
+            # the Chroma side holds the first-stage encoding; the fingerprint names it and the pooling
+            self.fingerprint = f"{self.fingerprint}|{first_stage_key(encoder)}|pool{pool_factor or 1}"
+            self.dim = int(encoder.dim)
+        self.settings_key = settings_key(self.fingerprint, self.max_pixels, embed_text_layer)
+        meta = collection_metadata(self.model_id, self.dim, self.fingerprint, self.max_pixels)
+        if self.multi_vector:  # what opening it without the model (umr delete / stats) needs
+            meta.update(
+                umr_multi_vector=True, umr_token_dim=int(embedder.dim), umr_first_stage=first_stage or "fde",
+                umr_pool_factor=int(pool_factor or 1),
+                umr_model_fingerprint=str(getattr(embedder, "fingerprint", "") or f"{self.model_id}|{embedder.dim}"),
+            )
+        self.chroma = ChromaCollection.open(self.client, collection, meta)
+        if self.multi_vector:
+            self.chroma = self._open_late(encoder, collection, page_vectors_dir, pool_factor or 1)
         self.collection = self.chroma.raw
         self.lock = WriterLock(self.path)
         self.lexical: LexicalMirror | None = self._open_lexical(lexical, lexical_dir, lexical_language)
@@ -189,6 +218,24 @@ class ChromaStore:
             lexical=self.lexical,
         )
         self._pool: RenderPool | None = None
+
+    def _open_late(self, encoder: Any, collection: str, page_dir: PathLike | None, pool_factor: int) -> Any:
+        """Wrap the collection with the page-vector store of a multi-vector embedder and repair the pair."""
+        from umr.late.collection import LateCollection
+        from umr.late.page_store import PageVectorStore
+
+        if page_dir is None:
+            if self.path is None:
+                raise ValueError(
+                    f"{self.model_id!r} is a multi-vector model: its token vectors live in a local folder beside "
+                    "Chroma; with a Chroma server pass page_vectors_dir= (CLI: --page-vectors-dir)"
+                )
+            page_dir = self.path / "page_vectors" / f"{collection}-{self.settings_key}"
+        pages = PageVectorStore.open(Path(os.fsdecode(page_dir)), dim=int(self.embedder.dim), pool_factor=pool_factor)
+        late = LateCollection(self.chroma, pages, encoder, device=getattr(self.embedder, "device", None))
+        self.late = late
+        late.repair()
+        return late
 
     @property
     def max_batch(self) -> int:
@@ -234,7 +281,12 @@ class ChromaStore:
             # dense search and indexing go on; the lexical side is repaired or rebuilt later
             logger.warning("no lexical index this time: %s", exc)
             return None
-        return LexicalMirror(self.chroma, index)
+        return LexicalMirror(self._chroma_side, index)
+
+    @property
+    def _chroma_side(self) -> ChromaCollection:
+        """The Chroma collection itself (ids, metadata, texts), also under a multi-vector store's wrapper."""
+        return self.late.inner if self.late is not None else self.chroma
 
     def _lexical_session(self) -> contextlib.AbstractContextManager[Any]:
         """One lexical write session for a whole call on an embedded database (its writers are
@@ -258,7 +310,7 @@ class ChromaStore:
                     "with a path, or pass lexical_dir=..."
                 )
             # the folder could not be opened (damaged, other version): start it again
-            self.lexical = LexicalMirror(self.chroma, LexicalIndex.recreate(self._lexical_dir, config))
+            self.lexical = LexicalMirror(self._chroma_side, LexicalIndex.recreate(self._lexical_dir, config))
             self.indexer.lexical = self.lexical
         n = self.lexical.rebuild(config)
         logger.info("lexical index at %s rebuilt: %d records", self.lexical.path, n)
@@ -345,7 +397,12 @@ class ChromaStore:
         see :meth:`Indexer.write_embedded`.  Returns the pages written."""
         return self.indexer.write_embedded(pages, vectors, extra, images)
 
-    def _embed(self, inputs: list[Any]) -> np.ndarray:
+    def _embed(self, inputs: list[Any]) -> Any:
+        if self.multi_vector:  # one (n_tokens, dim) array per input; LateCollection stores them
+            multi = self.embedder.embed_documents(inputs)
+            if len(multi) != len(inputs):
+                raise ValueError(f"embedder returned {len(multi)} multi-vectors for {len(inputs)} inputs")
+            return multi
         vectors = np.asarray(self.embedder.embed_documents(inputs), dtype=np.float32)
         if vectors.shape != (len(inputs), self.dim):
             raise ValueError(f"embedder returned shape {vectors.shape}, expected {(len(inputs), self.dim)}")
@@ -469,27 +526,37 @@ class ChromaStore:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be >= 1, got {k!r}")
         options = SearchOptions(mode=mode, fusion=fusion, depth=depth, weights=weights)
+        if self.multi_vector:  # first stage in Chroma, exact MaxSim over the stored token vectors
+            if instruction is not None:
+                raise ValueError(f"{self.model_id!r} takes no query instruction")
 
-        def embed_query() -> np.ndarray:
-            if instruction is None:
-                vec = self.embedder.embed_queries([query])
-            else:
-                vec = self.embedder.embed_queries([query], instruction=instruction)
-            return np.asarray(vec, dtype=np.float32).reshape(1, self.dim)
+            def dense_hits(n: int) -> list[tuple[str, float, dict[str, Any], str]]:
+                tokens = self.embedder.embed_queries([query])[0]
+                return list(self.late.search(tokens, n, where, where_document))
+        else:
+
+            def dense_hits(n: int) -> list[tuple[str, float, dict[str, Any], str]]:
+                if instruction is None:
+                    vec = self.embedder.embed_queries([query])
+                else:
+                    vec = self.embedder.embed_queries([query], instruction=instruction)
+                vec = np.asarray(vec, dtype=np.float32).reshape(1, self.dim)
+                return list(self.chroma.query(vec, n, where, where_document))
 
         if options.mode == "dense":
             return [
                 SearchHit(id=hid, score=score, metadata=meta, document=doc, image_uri=str(meta.get("image_uri", "")),
                           dense_score=score)
-                for hid, score, meta, doc in self.chroma.query(embed_query(), k, where, where_document)
+                for hid, score, meta, doc in dense_hits(k)
             ]
         lexical = None
         if self.lexical is not None:
             self.lexical.check_for_search()
             lexical = self.lexical.lexical
         return hybrid_search(
-            self.chroma, lexical, query, k, embed_query=embed_query, where=where, where_document=where_document,
-            options=options,
+            self._chroma_side, lexical, query, k,
+            dense_ranked=lambda n: [(hid, score) for hid, score, _, _ in dense_hits(n)],
+            where=where, where_document=where_document, options=options,
         )
 
     # ------------------------------------------------------------------ management
@@ -556,6 +623,7 @@ class ChromaStore:
                 "language": self.lexical.lexical.config.language,
                 "needs_repair": self.lexical.lexical.needs_repair,
             },
+            **(self.late.stats() if self.late is not None else {}),
         }
 
     def __repr__(self) -> str:

@@ -14,8 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from umr.errors import QueryError
 from umr.ranking import FUSION_METHODS, RRF_K, finite_scores, hybrid_fusion
 
@@ -84,20 +82,6 @@ def _hit(hid: str, score: float, meta: Mapping[str, Any], doc: str, **scores: fl
     return SearchHit(
         id=hid, score=score, metadata=dict(meta), document=doc, image_uri=str(meta.get("image_uri", "")), **scores
     )
-
-
-def dense_hits(
-    collection: ChromaCollection,
-    vector: np.ndarray,
-    n: int,
-    where: Mapping[str, Any] | None,
-    where_document: Mapping[str, Any] | None,
-) -> list[SearchHit]:
-    """Chroma's top ``n`` by cosine similarity (``score = dense_score = 1 - distance``)."""
-    return [
-        _hit(hid, score, meta, doc, dense_score=score)
-        for hid, score, meta, doc in collection.query(vector, n, where, where_document)
-    ]
 
 
 def _lexical_ranked(
@@ -174,20 +158,23 @@ def search(
     query: Any,
     k: int,
     *,
-    embed_query: Callable[[], np.ndarray],
+    dense_ranked: Callable[[int], list[tuple[str, float]]],
     where: Mapping[str, Any] | None = None,
     where_document: Mapping[str, Any] | None = None,
     options: SearchOptions,
 ) -> list[SearchHit]:
     """Top ``k`` hits in ``options.mode`` from ``collection`` and its lexical index.
 
-    ``embed_query()`` gives the query vector (called for the dense side only); ``lexical`` is a
-    :class:`~umr.store.lexical.LexicalIndex` (``None``: lexical and hybrid refuse).  Dense and lexical
+    ``dense_ranked(n)`` gives the dense side's top ``n`` as ``(id, score)`` with ``where`` and
+    ``where_document`` applied (cosine from Chroma, or MaxSim of a multi-vector store; called for the
+    dense and hybrid modes only); ``lexical`` is a :class:`~umr.store.lexical.LexicalIndex` (``None``:
+    lexical and hybrid refuse).  Dense and lexical
     candidates are ranked by ids and scores only; Chroma's metadata and text are read for the ``k``
     hits returned.
     """
     if options.mode == "dense":
-        return dense_hits(collection, embed_query(), k, where, where_document)
+        ranked = dense_ranked(k)
+        return _materialize(collection, [(i, s, s, None) for i, s in ranked], k, where, where_document)
     if lexical is None:
         raise ValueError(
             f"search mode {options.mode!r} needs the lexical index, which this store has none of "
@@ -201,7 +188,7 @@ def search(
         ranked = _lexical_ranked(collection, lexical, text, k, where, where_document)
         return _materialize(collection, [(i, s, None, s) for i, s in ranked], k, where, where_document)
     depth = options.depth_for(k)
-    dense = collection.query_ids(embed_query(), depth, where, where_document)
+    dense = dense_ranked(depth)
     lex: list[tuple[str, float]] = []
     if text is None:
         logger.info("hybrid search of an image-only query: dense side only")

@@ -239,9 +239,13 @@ class Indexer:
         """Store pages whose vectors are computed already (their images as PIL images or PNG bytes):
         page PNGs first, then one upsert per ``max_batch`` ids.  Ids are content-derived, so writing the
         same pages again (a retried task) replaces them, never duplicates.  Returns the pages written."""
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.shape != (len(pages), self.dim):
-            raise ValueError(f"got vectors of shape {vectors.shape} for {len(pages)} pages of dim {self.dim}")
+        if getattr(vectors, "n_tokens", None) is not None:  # multi-vectors (umr.late): one array per page
+            if len(vectors) != len(pages):
+                raise ValueError(f"got {len(vectors)} multi-vectors for {len(pages)} pages")
+        else:
+            vectors = np.asarray(vectors, dtype=np.float32)
+            if vectors.shape != (len(pages), self.dim):
+                raise ValueError(f"got vectors of shape {vectors.shape} for {len(pages)} pages of dim {self.dim}")
         now = time.time()
         ids = [self.page_id(p.sha256, p.page) for p in pages]
         metas = [self.page_metadata(p, extra, now) for p in pages]

@@ -23,6 +23,17 @@ class RecordedModel:
         self.dim = int(info.get("umr_dim", 1))
         self.fingerprint = str(info.get("umr_fingerprint", ""))
         self.max_pixels = int(info.get("umr_max_pixels", 1) or 1)
+        #: a multi-vector collection: token vectors beside Chroma, which deleting removes too
+        self.multi_vector = bool(info.get("umr_multi_vector", False))
+        if self.multi_vector:
+            self.dim = int(info.get("umr_token_dim", 128))
+            self.fingerprint = str(info.get("umr_model_fingerprint", ""))
+            self.store_options = {
+                "first_stage": str(info.get("umr_first_stage", "fde")),
+                "pool_factor": int(info.get("umr_pool_factor", 1)),
+            }
+        else:
+            self.store_options = {}
 
     def _no_model(self, *args: Any, **kwargs: Any) -> np.ndarray:
         raise RuntimeError(
@@ -32,6 +43,7 @@ class RecordedModel:
 
     embed_documents = _no_model
     embed_queries = _no_model
+    embed = _no_model
 
 
 def open_existing(
@@ -63,4 +75,5 @@ def open_existing(
         kwargs["image_dir"] = image_dir
     if lexical_dir:
         kwargs["lexical_dir"] = lexical_dir
-    return ChromaStore(RecordedModel(info), **kwargs)
+    model = RecordedModel(info)
+    return ChromaStore(model, **kwargs, **model.store_options)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field
 from typing_extensions import Self
 
 from langchain_umr._convert import image_inputs, known_kwargs, query_input, text_inputs
+from umr.protocols import check_embedder
 from umr.recipes import DEFAULT_EMBEDDER, get_recipe
 
 if TYPE_CHECKING:
@@ -111,17 +112,24 @@ class UMREmbeddings(BaseModel, Embeddings):
     @classmethod
     def _is_embedder(cls, value: Any) -> Any:
         if value is not None:
-            missing = [m for m in ("embed", "embed_queries", "embed_documents") if not callable(getattr(value, m, None))]
-            if missing:
-                raise TypeError(
-                    f"embedder must be a umr.Embedder or umr.remote.RemoteEmbedder, got {type(value).__name__} "
-                    f"(no {', '.join(missing)}); build one with umr.Embedder.from_pretrained(...), or pass "
-                    "model=<id or path> (and server_url=... for a model server) instead"
-                )
+            check_embedder(value, "UMREmbeddings(embedder=...)")
         return value
 
     @model_validator(mode="after")
     def _embedder_or_model(self) -> Self:
+        from umr.late.recipes import multi_vector_recipe_name
+
+        late = bool(getattr(self.embedder, "multi_vector", False)) if self.embedder is not None else (
+            self.server_url is None and multi_vector_recipe_name(self.model, self.recipe) is not None
+        )
+        if late:
+            name = getattr(self.embedder, "model_id", None) or self.model
+            raise ValueError(
+                f"{name!r} is a multi-vector (late-interaction) model: one vector per token, scored by MaxSim, "
+                "so it cannot back a LangChain vector store. Index with `umr index DOCS --model "
+                f"{name}` (or umr.store.ChromaStore) and query through langchain_umr.UMRRetriever, or use it as "
+                "a reranker with UMRReranker"
+            )
         if self.embedder is None:
             if self.server_url is not None and any(
                 f in self.model_fields_set and getattr(self, f) is not None for f in ("device", "dtype")

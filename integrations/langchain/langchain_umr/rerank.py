@@ -14,6 +14,7 @@ from typing_extensions import Self
 
 from langchain_umr._convert import DEFAULT_IMAGE_KEYS, as_plain_mapping, document_to_input, known_kwargs
 from umr.confine import PathPolicy
+from umr.protocols import check_reranker
 from umr.ranking import rerank_order
 from umr.recipes import get_rerank_recipe
 
@@ -104,12 +105,8 @@ class UMRReranker(BaseDocumentCompressor):
     @field_validator("reranker")
     @classmethod
     def _is_reranker(cls, value: Any) -> Any:
-        if value is not None and not (callable(getattr(value, "score", None))
-                                      and callable(getattr(value, "rerank", None))):
-            raise TypeError(
-                f"reranker must be a umr.Reranker or umr.remote.RemoteReranker, got {type(value).__name__}; "
-                "build one with umr.Reranker.from_pretrained(...) or pass model=<id or path> instead"
-            )
+        if value is not None:
+            check_reranker(value, "UMRReranker(reranker=...)")
         return value
 
     @model_validator(mode="after")

@@ -168,8 +168,14 @@ class Processor:
         return ImageGeometry(pre_size=pre, final_size=(fw, fh), num_tokens=n)
 
     # -- step 1: prompt + cost -------------------------------------------------------------------------
-    def prepare(self, index: int, item: MultimodalInput, prompt: str) -> PreparedInput:
-        """Tokenise ``prompt`` (which holds at most one image placeholder) and size the image."""
+    def prepare(
+        self, index: int, item: MultimodalInput, prompt: str, max_length: int | None = None
+    ) -> PreparedInput:
+        """Tokenise ``prompt`` (which holds at most one image placeholder) and size the image.
+
+        ``max_length`` replaces the processor's token limit for this input (a recipe may cut queries and
+        documents at different lengths).
+        """
         ids = self.tokenizer.encode(prompt, add_special_tokens=False)
         n_pad = ids.count(self.image_pad_id)
         geometry = None
@@ -186,7 +192,7 @@ class Processor:
                 f"input #{index} has no image but its text contains the image placeholder token; "
                 "remove '<|image_pad|>' from the text"
             )
-        return PreparedInput(index=index, input=item, ids=ids, geometry=geometry)
+        return PreparedInput(index=index, input=item, ids=ids, geometry=geometry, max_length=max_length)
 
     # -- step 2: tensors ------------------------------------------------------------------------------
     def resize(self, item: MultimodalInput, geometry: ImageGeometry, owner: str) -> Image.Image:
@@ -274,12 +280,13 @@ class Processor:
         for prep in batch:
             mine = [next(encoded)] if prep.geometry is not None else []
             ids = self.expand(prep.ids, mine)
-            if len(ids) > self.max_length:
-                ids = ids[: self.max_length]
+            limit = prep.max_length if prep.max_length is not None else self.max_length
+            if len(ids) > limit:
+                ids = ids[:limit]
                 if mine and ids.count(self.image_pad_id) != mine[0].num_tokens:
                     raise InputError(
                         f"input #{prep.index}: the prompt before the image is so long that truncation at "
-                        f"{self.max_length} tokens would cut the image; shorten the instruction or text"
+                        f"{limit} tokens would cut the image; shorten the instruction or text"
                     )
             images.extend(mine)
             rows.append(ids)

@@ -17,6 +17,7 @@ from llama_index.embeddings.umr.convert import image_input, text_input
 from umr.embedder import DEFAULT_BATCH_SIZE
 from umr.errors import reject_unknown
 from umr.inputs import MultimodalInput
+from umr.protocols import check_embedder
 from umr.recipes import DEFAULT_EMBEDDER
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,23 @@ logger = logging.getLogger(__name__)
 _LOAD_OPTIONS = (
     "device", "dtype", "recipe", "dim", "min_pixels", "max_pixels", "attn_implementation", "trust_remote_code",
 )
+
+
+def _refuse_multi_vector(model_name: str | None, recipe: str | None, embedder: Any | None) -> None:
+    """A late-interaction model gives one vector per token: it cannot back a single-vector index."""
+    from umr.late.recipes import multi_vector_recipe_name
+
+    late = bool(getattr(embedder, "multi_vector", False)) if embedder is not None else (
+        model_name is not None and multi_vector_recipe_name(model_name, recipe) is not None
+    )
+    if late:
+        name = getattr(embedder, "model_id", None) or model_name
+        raise ValueError(
+            f"{name!r} is a multi-vector (late-interaction) model: one vector per token, scored by MaxSim, so "
+            "it cannot back a single-vector index. Index with `umr index DOCS --model "
+            f"{name}` (or umr.store.ChromaStore) and query through UMRRetriever, or use it as a reranker "
+            "with UMRRerank"
+        )
 
 
 class UMREmbedding(MultiModalEmbedding):
@@ -96,12 +114,9 @@ class UMREmbedding(MultiModalEmbedding):
         for key in ("device", "dtype"):  # torch.device / torch.dtype are welcome; stored as text
             if kwargs.get(key) is not None and not isinstance(kwargs[key], str):
                 kwargs[key] = str(kwargs[key])
+        _refuse_multi_vector(model_name, kwargs.get("recipe"), embedder)
         if embedder is not None:
-            for method in ("embed_queries", "embed_documents"):
-                if not callable(getattr(embedder, method, None)):
-                    raise TypeError(
-                        f"embedder must be a umr.Embedder (missing {method}()), got {type(embedder).__name__}"
-                    )
+            check_embedder(embedder, "UMREmbedding(embedder=...)")
             ignored = sorted(k for k in (*_LOAD_OPTIONS, "server_url") if kwargs.get(k) not in (None, False))
             if ignored:
                 raise ValueError(

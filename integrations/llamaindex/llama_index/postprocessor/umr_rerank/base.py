@@ -17,6 +17,7 @@ from llama_index.embeddings.umr.convert import image_from_location, node_input
 from umr.confine import PathPolicy
 from umr.errors import reject_unknown
 from umr.inputs import MultimodalInput
+from umr.protocols import check_reranker
 from umr.ranking import rerank_order
 from umr.recipes import DEFAULT_RERANKER
 
@@ -110,10 +111,7 @@ class UMRRerank(BaseNodePostprocessor):
             if kwargs.get(key) is not None and not isinstance(kwargs[key], str):
                 kwargs[key] = str(kwargs[key])
         if reranker is not None:
-            if not callable(getattr(reranker, "rerank", None)):
-                raise TypeError(
-                    f"reranker must be a umr.Reranker (with rerank()), got {type(reranker).__name__}"
-                )
+            check_reranker(reranker, "UMRRerank(reranker=...)")
             ignored = sorted(k for k in _LOAD_OPTIONS if kwargs.get(k) not in (None, False))
             if ignored:
                 raise ValueError(

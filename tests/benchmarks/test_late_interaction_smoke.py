@@ -1,0 +1,31 @@
+"""Smoke test of ``benchmarks/late_interaction.py``: the tiny mode writes a JSON with the expected rows,
+recalls in [0, 1] that rise with depth for the exact stores, and bytes per page that pooling shrinks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.benchmarks.test_benchmarks_smoke import _load
+
+
+def test_late_interaction_smoke(tmp_path: Path) -> None:
+    bench = _load("late_interaction")
+    out = tmp_path / "late.json"
+    bench.main(["--smoke", "--out", str(out)])
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "late_interaction"
+    assert {"benchmark", "created", "machine", "settings", "results", "latency", "storage"} <= set(data)
+    rows = data["results"]
+    assert {r["first_stage"] for r in rows} == {"mean (cosine)", "fde r10 k4 p16"}
+    for stage in ("mean (cosine)", "fde r10 k4 p16"):
+        plain = {r["depth"]: r["recall_at_10"] for r in rows if r["first_stage"] == stage and r["store"] == "float16"}
+        assert set(plain) == {20, 50} and 0 <= plain[20] <= plain[50] <= 1
+    storage = {(r["source"], r["store"]): r["kb_per_page"] for r in data["storage"]}
+    assert storage[("48-token pages", "float16 pool 3")] < storage[("48-token pages", "float16 pool 2")] < (
+        storage[("48-token pages", "float16")])
+    assert all(r["rerank_ms"] > 0 for r in data["latency"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--sizes", "10", "--depths", "50"])

@@ -1,0 +1,111 @@
+"""Dynamic batching: pooled calls, each request gets its own rows, a bad request fails alone."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+
+from umr.serve.batcher import Batcher
+
+
+class Recorder:
+    """A ``run`` that records its calls; it waits on ``gate`` so that tasks pile up behind a busy worker."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, list[Any]]] = []
+        self.gate = threading.Event()
+        self.started = threading.Event()
+
+    def __call__(self, key: Any, payloads: list[Any]) -> list[Any]:
+        self.started.set()
+        self.gate.wait(10)
+        self.calls.append((key, list(payloads)))
+        if any(p == "bad" for p in payloads):
+            raise ValueError("bad item")
+        return [f"{key}:{p}" for p in payloads]
+
+
+def test_waiting_requests_share_one_call_per_key_and_get_their_own_results() -> None:
+    run = Recorder()
+    b = Batcher("t", run, max_items=100)
+    try:
+        first = b.submit("a", "x0")
+        assert run.started.wait(5)  # the worker is busy with x0; the next ones queue up
+        futures = [b.submit("a" if i % 2 else "b", f"x{i}") for i in range(1, 7)]
+        run.gate.set()
+        assert first.result(5) == "a:x0"
+        assert [f.result(5) for f in futures] == [f"{'a' if i % 2 else 'b'}:x{i}" for i in range(1, 7)]
+    finally:
+        b.close()
+    assert run.calls[0] == ("a", ["x0"])
+    assert sorted(run.calls[1:]) == [("a", ["x1", "x3", "x5"]), ("b", ["x2", "x4", "x6"])]
+
+
+def test_a_bad_request_fails_alone_and_the_worker_keeps_going() -> None:
+    run = Recorder()
+    b = Batcher("t", run)
+    try:
+        blocker = b.submit("k", "x0")
+        assert run.started.wait(5)
+        good1, bad, good2 = b.submit("k", "g1"), b.submit("k", "bad"), b.submit("k", "g2")
+        run.gate.set()
+        blocker.result(5)
+        assert good1.result(5) == "k:g1" and good2.result(5) == "k:g2"
+        with pytest.raises(ValueError, match="bad item"):
+            bad.result(5)
+        assert b.submit("k", "after").result(5) == "k:after"
+    finally:
+        b.close()
+    # the pooled call failed, then each request was retried on its own
+    assert ("k", ["g1", "bad", "g2"]) in run.calls and ("k", ["g1"]) in run.calls and ("k", ["g2"]) in run.calls
+
+
+def test_disabled_runs_one_request_per_call_and_max_items_caps_pooling() -> None:
+    run = Recorder()
+    off = Batcher("off", run, enabled=False)
+    try:
+        f0 = off.submit("k", "x0")
+        assert run.started.wait(5)
+        fs = [off.submit("k", f"x{i}") for i in range(1, 4)]
+        run.gate.set()
+        f0.result(5)
+        [f.result(5) for f in fs]
+    finally:
+        off.close()
+    assert all(len(p) == 1 for _, p in run.calls)
+
+    run2 = Recorder()
+    capped = Batcher("cap", run2, max_items=4)
+    try:
+        f0 = capped.submit("k", "x0", size=1)
+        assert run2.started.wait(5)
+        fs = [capped.submit("k", f"x{i}", size=2) for i in range(1, 5)]
+        run2.gate.set()
+        [f.result(5) for f in [f0, *fs]]
+    finally:
+        capped.close()
+    assert max(sum(2 for _ in p) for _, p in run2.calls[1:]) <= 4
+
+
+def test_concurrent_requests_through_the_embedder_equal_one_by_one(tiny_embedder: Any) -> None:
+    from umr.inputs import MultimodalInput
+    from umr.serve.services import EmbedService
+
+    calls: list[int] = []
+    service = EmbedService(tiny_embedder, observe=lambda n, s: calls.append(n))
+    texts = [f"request number {i} about {'tax' if i % 3 else 'the weather in spring'}" for i in range(24)]
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            got = list(pool.map(lambda t: service.embed_sync([MultimodalInput(text=t)], "query", None), texts))
+    finally:
+        service.close()
+    want = tiny_embedder.embed_queries(texts)
+    for g, w in zip(got, want):
+        assert g.shape == (1, tiny_embedder.dim)
+        np.testing.assert_allclose(g[0], w, atol=2e-5)
+    assert sum(calls) == 24
+    assert max(calls) > 1, "no call pooled two requests; the batcher did not batch"
