@@ -144,9 +144,13 @@ class LateCollection:
             self.inner.upsert(ids, singles, metas, docs)
 
     def delete_where(
-        self, where: Mapping[str, Any], on_removed: Callable[[list[Mapping[str, Any]]], None] | None = None
+        self,
+        where: Mapping[str, Any],
+        on_removed: Callable[[list[Mapping[str, Any]]], None] | None = None,
+        on_deleted_ids: Callable[[list[str]], None] | None = None,
     ) -> int:
-        """Delete matching Chroma records, then their token vectors; ``on_removed(metadatas)`` per chunk."""
+        """Delete matching Chroma records, then their token vectors; ``on_removed(metadatas)`` and
+        ``on_deleted_ids(ids)`` (the lexical index follows) per chunk."""
         removed = 0
         while True:
             got = self.raw.get(where=dict(where), limit=min(self.max_batch, GET_CHUNK), include=["metadatas"])
@@ -156,6 +160,8 @@ class LateCollection:
             with self._pair():
                 self.raw.delete(ids=ids)
                 self.pages.delete(ids)
+            if on_deleted_ids is not None:
+                on_deleted_ids(list(ids))
             if on_removed is not None:
                 on_removed([m or {} for m in (got["metadatas"] or [])])
             removed += len(ids)
