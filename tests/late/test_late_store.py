@@ -164,3 +164,22 @@ def test_retriever_over_the_store(tmp_path: Path, model: LateInteractionModel) -
     docs = lc.UMRRetriever(store=store, k=2).invoke("quarterly revenue")
     hits = store.search("quarterly revenue", k=2)
     assert [d.metadata.get("id", d.id) for d in docs] == [h.id for h in hits]
+
+
+def test_hybrid_search_on_a_multi_vector_store(tmp_path: Path, model: LateInteractionModel) -> None:
+    # issue 20: the lexical side follows the Chroma collection under the multi-vector wrapper, and MaxSim
+    # is the dense side of hybrid search
+    pytest.importorskip("tantivy")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    make_pdf(docs / "inv.pdf", pages=2, text="Invoice INV-2024-0173 total")
+    make_pdf(docs / "man.pdf", pages=2, text="Router X200 reset")
+    store = ChromaStore(model, tmp_path / "db", max_pixels=BUDGET)
+    assert store.add_files(docs).pages_added == 4
+    assert store.lexical is not None and store.lexical.lexical.ids() == _ids_in_step(store)
+    for mode in ("lexical", "hybrid"):
+        hits = store.search("inv-2024-0173", k=2, mode=mode)
+        assert Path(hits[0].source).name == "inv.pdf" and hits[0].lexical_score is not None
+    assert store.delete_document(docs / "man.pdf") == 2
+    assert store.lexical.lexical.ids() == _ids_in_step(store)
+    assert "man.pdf" not in {Path(h.source).name for h in store.search("X200", k=4, mode="hybrid")}
