@@ -568,3 +568,9 @@ class ConceptEmbedder:
 
     def embed_queries(self, inputs: Iterable[Any], instruction: str | None = None, **_: Any) -> np.ndarray:
         return self.embed_documents(inputs)
+
+    def embed(self, inputs: Any, *, side: str = "document", instruction: str | None = None, **_: Any) -> np.ndarray:
+        """One text gives ``(dim,)``, a sequence ``(n, dim)`` (queries and documents alike)."""
+        if isinstance(inputs, (str, dict)):
+            return self.embed_documents([inputs])[0]
+        return self.embed_documents(inputs)
