@@ -2,8 +2,8 @@
 
 No torch / transformers here: this package runs in light worker processes.
 
-- :func:`walk` expands folders into files (sorted, hidden entries skipped, non-regular files
-  reported as :class:`FileError`).
+- :func:`walk` expands folders into files (sorted; hidden entries, symlinked folders and excluded
+  folders left out and reported as :class:`NotIndexed`; non-regular files reported as :class:`FileError`).
 - :func:`render_files` renders many files in worker processes with time and memory limits and
   yields :class:`Page`, :class:`FileDone` and :class:`FileError` records.
 - :func:`iter_pages` renders one trusted file in this process.
@@ -19,6 +19,7 @@ from .records import (
     DocumentKind,
     FileDone,
     FileError,
+    NotIndexed,
     Page,
     RenderRecord,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "DocumentKind",
     "FileDone",
     "FileError",
+    "NotIndexed",
     "Page",
     "RenderPool",
     "RenderRecord",

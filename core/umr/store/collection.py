@@ -205,6 +205,30 @@ class ChromaCollection:
                 on_removed([m or {} for m in (got["metadatas"] or [])])
             removed += len(ids)
 
+    def ids_where(self, where: Mapping[str, Any]) -> list[str]:
+        """Ids of every record matching ``where``."""
+        found: list[str] = []
+        while True:
+            got = self.raw.get(where=dict(where), limit=GET_CHUNK, offset=len(found), include=[])
+            found.extend(got["ids"])
+            if len(got["ids"]) < GET_CHUNK:
+                return found
+
+    def records_where(self, where: Mapping[str, Any], limit: int = GET_CHUNK) -> list[tuple[str, dict[str, Any]]]:
+        """Up to ``limit`` records matching ``where``: ``(id, metadata)``."""
+        got = self.raw.get(where=dict(where), limit=limit, include=["metadatas"])
+        return [(i, dict(m or {})) for i, m in zip(got["ids"], got["metadatas"] or [])]
+
+    def update_metadata(self, ids: Sequence[str], metas: Sequence[Mapping[str, Any]]) -> None:
+        """Merge ``metas`` into the records ``ids`` (a ``None`` value removes that key)."""
+        for i in range(0, len(ids), self.max_batch):
+            j = i + self.max_batch
+            self.raw.update(ids=list(ids[i:j]), metadatas=[dict(m) for m in metas[i:j]])
+
+    def delete_ids(self, ids: Sequence[str]) -> None:
+        for i in range(0, len(ids), self.max_batch):
+            self.raw.delete(ids=list(ids[i : i + self.max_batch]))
+
     def iter_metadatas(self) -> Iterator[Mapping[str, Any]]:
         """Every record's metadata, ``GET_CHUNK`` at a time."""
         offset = 0

@@ -31,6 +31,7 @@ from umr.documents import (
     RENDER_VERSION,
     FileDone,
     FileError,
+    NotIndexed,
     Page,
     RenderPool,
     safe_display,
@@ -38,10 +39,12 @@ from umr.documents import (
     walk,
 )
 from umr.documents.paths import PathLike
+from umr.documents.records import INCOMPLETE
 
 from .collection import ChromaCollection, Scalar
 from .images import ImageData, PageImages
 from .records import IndexReport
+from .sources import ALIAS_PREFIX, alias_key, refers_to
 
 logger = logging.getLogger(__name__)
 
@@ -167,16 +170,19 @@ class Indexer:
         return Resume(self, report)
 
     def sources(
-        self, paths: PathLike | Iterable[PathLike], exclude: Sequence[PathLike] = ()
+        self,
+        paths: PathLike | Iterable[PathLike],
+        exclude: Sequence[PathLike] = (),
+        on_skip: Callable[[NotIndexed], None] | None = None,
     ) -> Iterator[str | FileError]:
         """Files under ``paths`` (absolute; folders walked), leaving out the store's own folders and
-        ``exclude``; what cannot be read comes out as :class:`FileError`."""
+        ``exclude`` (and hidden entries and symlinked folders, as :func:`umr.documents.walk` does),
+        each reported to ``on_skip``; what cannot be read comes out as :class:`FileError`."""
         own = self.own + [os.path.abspath(os.fsdecode(p)) for p in exclude]
-        for item in walk(absolute_paths(paths)):
-            path = item.source if isinstance(item, FileError) else item
-            if any(path == root or path.startswith(root + os.sep) for root in own):
-                continue
-            yield item
+        yield from walk(
+            absolute_paths(paths), exclude=own, on_skip=on_skip,
+            exclude_reason="inside the store's own folder (its database or page images): never indexed",
+        )
 
     # ------------------------------------------------------------------ writing
     def embed_input(self, page: Page) -> Any:
@@ -229,16 +235,92 @@ class Indexer:
         images: Sequence[ImageData],
     ) -> int:
         """Store pages whose vectors are computed already (their images as PIL images or PNG bytes):
-        page PNGs first, then one upsert per ``max_batch`` ids.  Ids are content-derived, so writing the
-        same pages again (a retried task) replaces them, never duplicates.  Returns the pages written."""
+        page PNGs first, then one upsert per ``max_batch`` ids.  Ids are content-derived: a page whose id
+        is stored already (a retried task, or a byte-identical file at another path) or repeated in
+        ``pages`` is written once, never duplicated nor re-labelled (the other path is recorded when its
+        file completes, :meth:`claim`).  Returns the pages written."""
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.shape != (len(pages), self.dim):
             raise ValueError(f"got vectors of shape {vectors.shape} for {len(pages)} pages of dim {self.dim}")
-        now = time.time()
         ids = [self.page_id(p.sha256, p.page) for p in pages]
-        metas = [self.page_metadata(p, extra, now) for p in pages]
-        self.write(ids, vectors, metas, [p.text for p in pages], images)
-        return len(ids)
+        stored = self.collection.existing_ids(ids)
+        keep: list[int] = []
+        for i, pid in enumerate(ids):
+            if pid not in stored:
+                stored.add(pid)
+                keep.append(i)
+        if not keep:
+            return 0
+        now = time.time()
+        self.write(
+            [ids[i] for i in keep],
+            vectors[keep],
+            [self.page_metadata(pages[i], extra, now) for i in keep],
+            [pages[i].text for i in keep],
+            [images[i] for i in keep],
+        )
+        return len(keep)
+
+    # ------------------------------------------------------------------ paths of page sets
+    def claim(self, source: str, sha: str, pages: int = 0) -> int:
+        """Record the path ``source`` on every stored page of its file version ``sha`` (a byte-identical
+        file at another path may have stored them), unless fewer than ``pages`` of them are stored.
+        Returns the number of those pages stored."""
+        key = source_key(source)
+        version = [{"sha256": sha}, {"settings": self.settings}]
+        every = self.collection.ids_where({"$and": version})
+        if not every or len(every) < pages:
+            return len(every)
+        listed = set(self.collection.ids_where({"$and": [*version, refers_to(key)]}))
+        missing = [i for i in every if i not in listed]
+        if missing:
+            self.collection.update_metadata(missing, [{alias_key(key): key}] * len(missing))
+        return len(every)
+
+    def release(self, source: str, where: Mapping[str, Any] | None = None) -> tuple[int, int]:
+        """Take the path ``source`` off its records (those matching ``where`` too, when given).
+
+        A record no other path lists is deleted with its page image; one that another path still lists
+        is kept (when ``source`` was its first path, the next one takes its place).  Returns
+        ``(deleted, kept)``."""
+        key = source_key(source)
+        cond = {"$and": [refers_to(key), dict(where)]} if where else refers_to(key)
+        on_removed = self.images.remove if self.images is not None else None
+        deleted = kept = 0
+        seen: set[str] = set()
+        while True:
+            records = self.collection.records_where(cond, limit=min(self.collection.max_batch, 1000))
+            if not records:
+                return deleted, kept
+            if seen.issuperset(r[0] for r in records):  # pragma: no cover - an update that did not apply
+                raise RuntimeError(f"could not take {safe_display(key)} off {len(records)} record(s)")
+            seen.update(r[0] for r in records)
+            drop: list[tuple[str, dict[str, Any]]] = []
+            updates: list[tuple[str, dict[str, Any]]] = []
+            for rid, meta in records:
+                others = sorted(
+                    {str(v) for k, v in meta.items() if k.startswith(ALIAS_PREFIX) and v and v != key}
+                    | ({str(meta.get("source"))} if meta.get("source") not in (None, "", key) else set())
+                )
+                if not others:
+                    drop.append((rid, meta))
+                    continue
+                change: dict[str, Any] = {}
+                if meta.get("source") == key:  # the next path becomes the first
+                    first = others[0]
+                    change.update(source=first, filename=os.path.basename(first))
+                    change[alias_key(first)] = None
+                if meta.get(alias_key(key)) is not None:
+                    change[alias_key(key)] = None
+                updates.append((rid, change))
+            if drop:
+                self.collection.delete_ids([r[0] for r in drop])
+                if on_removed is not None:
+                    on_removed([r[1] for r in drop])
+                deleted += len(drop)
+            if updates:
+                self.collection.update_metadata([u[0] for u in updates], [u[1] for u in updates])
+                kept += len(updates)
 
     # ------------------------------------------------------------------ removing
     def delete_where(self, where: Mapping[str, Any]) -> int:
@@ -247,37 +329,52 @@ class Indexer:
         return self.collection.delete_where(where, on_removed)
 
     def remove_stale(self, source: str, sha: str) -> int:
-        """Remove pages of older versions of ``source`` (other content or other settings)."""
+        """Take ``source`` off the pages of its older versions (other content or other settings); those
+        no other path lists are deleted.  Returns the pages no longer listed under ``source``."""
         where = {
             "$and": [
-                {"source": source_key(source)},
                 {"kind": {"$in": ["pdf", "image"]}},
                 {"$or": [{"sha256": {"$ne": sha}}, {"settings": {"$ne": self.settings}}]},
             ]
         }
-        return self.delete_where(where)
+        deleted, kept = self.release(source, where)
+        return deleted + kept
 
     def finish_file(self, done: FileDone, report: IndexReport) -> None:
-        """A file rendered completely and written: count it and remove its older versions."""
-        report.files_indexed += 1
+        """A file complete in the store (rendered and written now, or ``done.skipped``: present already):
+        record its path on its pages, count it and take it off its older versions.
+
+        A file rendered now whose pages are not all stored (a byte-identical file that wrote some of them
+        failed meanwhile) is reported failed instead; the next run completes it."""
+        stored = self.claim(done.source, done.sha256, pages=done.pages)
+        if stored < done.pages:
+            report.failed.append(
+                FileError(
+                    done.source,
+                    f"only {stored} of its {done.pages} page(s) are stored (an identical file that wrote "
+                    "them failed meanwhile): run the command again",
+                    INCOMPLETE,
+                    done.sha256,
+                )
+            )
+            logger.warning("incomplete %s: %d of %d pages stored", safe_display(done.source), stored, done.pages)
+            return
+        if done.skipped:
+            report.files_skipped += 1
+        else:
+            report.files_indexed += 1
+            logger.info("indexed %s (%d pages)", safe_display(done.source), done.pages)
         report.pages_replaced += self.remove_stale(done.source, done.sha256)
-        logger.info("indexed %s (%d pages)", safe_display(done.source), done.pages)
 
     def drop_partial(self, error: FileError) -> int:
-        """Remove pages of a file that failed half-way (written by this or a killed run)."""
+        """Take a file that failed half-way (in this or a killed run) off the pages of that version;
+        those no other path lists are deleted.  Returns the pages deleted."""
         if not error.sha256:
             return 0
-        where = {
-            "$and": [
-                {"sha256": error.sha256},
-                {"source": source_key(error.source)},
-                {"settings": self.settings},
-            ]
-        }
-        removed = self.delete_where(where)
-        if removed:
-            logger.info("removed %d page(s) of the failed file %s", removed, safe_display(error.source))
-        return removed
+        deleted, _ = self.release(error.source, {"$and": [{"sha256": error.sha256}, {"settings": self.settings}]})
+        if deleted:
+            logger.info("removed %d page(s) of the failed file %s", deleted, safe_display(error.source))
+        return deleted
 
     # ------------------------------------------------------------------ the local loop
     def index(
@@ -299,11 +396,23 @@ class Indexer:
         resume = self.resume(report)
         buffer: list[Page] = []
         finished: list[FileDone] = []
+        written: set[str] = set()  # ids written by this run (a byte-identical file's pages are embedded once)
 
         def flush() -> None:
             if buffer:
-                vectors = embed([self.embed_input(p) for p in buffer])
-                report.pages_added += self.write_embedded(buffer, vectors, extra, [p.image for p in buffer])
+                fresh: list[Page] = []
+                for p in buffer:
+                    pid = self.page_id(p.sha256, p.page)
+                    if pid in written:
+                        report.pages_skipped += 1
+                    else:
+                        written.add(pid)
+                        fresh.append(p)
+                if fresh:
+                    vectors = embed([self.embed_input(p) for p in fresh])
+                    added = self.write_embedded(fresh, vectors, extra, [p.image for p in fresh])
+                    report.pages_added += added
+                    report.pages_skipped += len(fresh) - added
                 buffer.clear()
                 if progress is not None:
                     progress(report, None)
@@ -315,7 +424,7 @@ class Indexer:
             finished.clear()
 
         records = pool.render(
-            self.sources(paths),
+            self.sources(paths, on_skip=report.not_indexed.append),
             max_pixels=self.max_pixels,
             max_image_pixels=max_image_pixels,
             skip=resume.skip_file,
@@ -330,8 +439,7 @@ class Indexer:
                         flush()
                 elif isinstance(record, FileDone):
                     if record.skipped:
-                        report.files_skipped += 1
-                        report.pages_replaced += self.remove_stale(record.source, record.sha256)
+                        self.finish_file(record, report)
                         if progress is not None:
                             progress(report, record)
                     else:
