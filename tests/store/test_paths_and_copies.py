@@ -119,7 +119,7 @@ def test_changed_copy_leaves_the_other_path_intact(tmp_path: Path, store: Chroma
 
 
 def test_resume_with_copies_completes_the_shared_set(tmp_path: Path, store: ChromaStore) -> None:
-    docs, a, b, c = _copies(tmp_path)
+    docs, a, b, _c = _copies(tmp_path)
     store.add_files(docs)
     full = _metas(store)
     # A killed run: one page of the shared set and the copy's record on another are gone.
@@ -166,7 +166,7 @@ def test_raw_byte_name_and_its_escaped_spelling_are_two_documents(tmp_path: Path
 def test_delete_takes_a_path_relative_to_the_working_directory(
     tmp_path: Path, store: ChromaStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    docs, a, b, c = _copies(tmp_path)
+    docs, _a, _b, _c = _copies(tmp_path)
     store.add_files(docs)  # stored as absolute paths
     monkeypatch.chdir(docs)
     assert store.remove_document("c.pdf").deleted == 2

@@ -86,17 +86,16 @@ def sniff(head: bytes) -> tuple[DocumentKind, str]:
     raise DocumentError(UNSUPPORTED, _unsupported_reason(head))
 
 
-_SVG_PROLOG = (b"<?xml", b"<!--", b"<!doctype svg", b"<svg")
+_SVG_START = re.compile(
+    rb"(?:\s|<\?xml[^>]*\?>|<!--.*?-->|<!doctype[^\[>]*(?:\[.*?\])?\s*>)*<svg[\s>/]", re.IGNORECASE | re.DOTALL
+)
 
 
 def _looks_like_svg(head: bytes) -> bool:
-    """An SVG document: an ``<svg`` element opening the text, after an optional XML declaration,
-    comments and doctype.  (Rendered by MuPDF, which never loads the images it links to.)"""
+    """An SVG document: its first element is ``<svg``, after an optional XML declaration, comments and
+    doctype.  (Rendered by MuPDF, which never loads the images it links to.)"""
     text = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
-    text = text.lstrip()
-    if not text.lower().startswith(_SVG_PROLOG):
-        return False
-    return re.search(rb"<svg[\s>]", text[:1024]) is not None
+    return _SVG_START.match(text[:1024]) is not None
 
 
 def _unsupported_reason(head: bytes) -> str:
