@@ -557,6 +557,7 @@ def index_files(
             pass
     report.pages_added = 0
     failed: list[FileError] = []
+    counted: set[tuple[str, int]] = set()  # a byte-identical copy's pages count once, as the local path
     for (source_b, sha), row in sorted(outcome.items(), key=lambda kv: order.get(os.fsdecode(kv[0][0]), 0)):
         source = os.fsdecode(source_b)
         status = str(row["status"])
@@ -567,7 +568,10 @@ def index_files(
             failed.append(err)
             logger.warning("skipped %s: %s", safe_display(source), err.reason)
             continue
-        report.pages_added += len(written.get((source_b, sha), ()))
+        pages = {(sha, page) for page in written.get((source_b, sha), ())}
+        report.pages_added += len(pages - counted)
+        report.pages_skipped += len(pages & counted)
+        counted |= pages
         if status == "skipped":
             store.indexer.finish_file(FileDone(source, sha, 0, skipped=True), report)
         else:

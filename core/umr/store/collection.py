@@ -175,7 +175,8 @@ class ChromaCollection:
             )
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
-        """Those of ``ids`` that are stored."""
+        """Those of ``ids`` that are stored (``ids`` may repeat)."""
+        ids = list(dict.fromkeys(ids))  # Chroma refuses repeated ids, in reads too
         found: set[str] = set()
         step = min(self.max_batch, GET_CHUNK)
         for i in range(0, len(ids), step):
