@@ -558,6 +558,8 @@ def index_files(
     report.pages_added = 0
     failed: list[FileError] = []
     counted: set[tuple[str, int]] = set()  # a byte-identical copy's pages count once, as the local path
+    claims = store.indexer.batched_claims()
+    claims.__enter__()
     for (source_b, sha), row in sorted(outcome.items(), key=lambda kv: order.get(os.fsdecode(kv[0][0]), 0)):
         source = os.fsdecode(source_b)
         status = str(row["status"])
@@ -576,6 +578,7 @@ def index_files(
             store.indexer.finish_file(FileDone(source, sha, 0, skipped=True), report)
         else:
             store.indexer.finish_file(FileDone(source, sha, int(row["pages"])), report)
+    claims.__exit__(None, None, None)
     report.failed.extend(failed)
     seen = {os.fsdecode(k[0]) for k in outcome}
     for f in (f for f in files if f not in seen):  # pragma: no cover - a render task lost for good (Ray gave up retrying)

@@ -215,10 +215,17 @@ class ChromaCollection:
             if len(got["ids"]) < GET_CHUNK:
                 return found
 
-    def records_where(self, where: Mapping[str, Any], limit: int = GET_CHUNK) -> list[tuple[str, dict[str, Any]]]:
-        """Up to ``limit`` records matching ``where``: ``(id, metadata)``."""
-        got = self.raw.get(where=dict(where), limit=limit, include=["metadatas"])
-        return [(i, dict(m or {})) for i, m in zip(got["ids"], got["metadatas"] or [])]
+    def records_where(
+        self, where: Mapping[str, Any], limit: int | None = GET_CHUNK
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Records matching ``where`` as ``(id, metadata)``: up to ``limit``, or all (``None``)."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        while True:
+            step = GET_CHUNK if limit is None else min(GET_CHUNK, limit - len(out))
+            got = self.raw.get(where=dict(where), limit=step, offset=len(out), include=["metadatas"])
+            out.extend((i, dict(m or {})) for i, m in zip(got["ids"], got["metadatas"] or []))
+            if len(got["ids"]) < step or (limit is not None and len(out) >= limit):
+                return out
 
     def update_metadata(self, ids: Sequence[str], metas: Sequence[Mapping[str, Any]]) -> None:
         """Merge ``metas`` into the records ``ids`` (a ``None`` value removes that key)."""

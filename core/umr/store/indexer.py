@@ -17,6 +17,7 @@ render tasks use :meth:`Indexer.resume` and :meth:`Indexer.sources`, its writers
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -85,6 +86,7 @@ class Resume:
         self.report = report
         self._present: dict[str, set[str]] = {}
         self._skipped: dict[tuple[str, str], int] = {}
+        self._records: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # of files skipped whole
 
     def _count(self, source: str, sha: str, pages: int) -> None:
         key = (source, sha)
@@ -94,9 +96,11 @@ class Resume:
 
     def skip_file(self, source: str, sha: str) -> bool:
         """The ``skip`` callback of :meth:`RenderPool.render`: True when every page is stored already."""
-        page_count, present = self.indexer.stored_pages(sha)
+        records = self.indexer.version_records(sha)
+        page_count, present = self.indexer.stored_pages(sha, records)
         if page_count and len(present) == page_count:
             self._count(source, sha, page_count)
+            self._records[sha] = records  # for claim(): no second lookup
             return True
         if present:
             self._present[sha] = present  # resume: render again, but embed only the missing pages
@@ -115,6 +119,10 @@ class Resume:
 
     def forget(self, sha: str) -> None:
         self._present.pop(sha, None)
+
+    def records(self, sha: str) -> list[tuple[str, dict[str, Any]]] | None:
+        """The records of a file skipped whole, as :meth:`skip_file` read them (once)."""
+        return self._records.pop(sha, None)
 
 
 class Indexer:
@@ -144,6 +152,8 @@ class Indexer:
         self.max_pixels = max_pixels
         self.embed_text_layer = embed_text_layer
         self.own = [os.path.abspath(os.fsdecode(p)) for p in own]
+        self._defer = 0
+        self._pending: dict[str, dict[str, str]] = {}  # claims not written yet: id -> {alias key: path key}
 
     # ------------------------------------------------------------------ ids and lookups
     def page_id(self, sha256: str, page: int) -> str:
@@ -154,16 +164,25 @@ class Indexer:
         """Content-derived id of a single image (``tag`` ``"i"``) or text (``"t"``)."""
         return f"{digest[:32]}-{tag}-{self.settings}"
 
-    def stored_pages(self, sha: str) -> tuple[int, set[str]]:
+    def version_records(self, sha: str) -> list[tuple[str, dict[str, Any]]]:
+        """``(id, metadata)`` of every stored page of one file version under these settings."""
+        return self.collection.records_where({"$and": [{"sha256": sha}, {"settings": self.settings}]}, None)
+
+    def stored_pages(
+        self, sha: str, records: list[tuple[str, dict[str, Any]]] | None = None
+    ) -> tuple[int, set[str]]:
         """``(page_count, ids of its pages already stored)`` for one file version under these settings;
-        ``(0, set())`` when none is stored.  A file is complete when both sizes are equal."""
-        meta = self.collection.first_metadata({"$and": [{"sha256": sha}, {"settings": self.settings}]})
-        if meta is None:
+        ``(0, set())`` when none is stored.  A file is complete when both sizes are equal.  ``records``:
+        :meth:`version_records`, when read already."""
+        if records is None:
+            records = self.version_records(sha)
+        if not records:
             return 0, set()
-        page_count = int(meta.get("page_count", 0))
+        page_count = int(records[0][1].get("page_count", 0) or 0)
         if page_count <= 0:
             return 0, set()
-        return page_count, self.collection.existing_ids([self.page_id(sha, p) for p in range(1, page_count + 1)])
+        expected = {self.page_id(sha, p) for p in range(1, page_count + 1)}
+        return page_count, {rid for rid, _ in records if rid in expected}
 
     def resume(self, report: IndexReport | None = None) -> Resume:
         """A fresh :class:`Resume` for one run (or one render task)."""
@@ -262,20 +281,42 @@ class Indexer:
         return len(keep)
 
     # ------------------------------------------------------------------ paths of page sets
-    def claim(self, source: str, sha: str, pages: int = 0) -> int:
+    def claim(
+        self, source: str, sha: str, pages: int = 0, records: list[tuple[str, dict[str, Any]]] | None = None
+    ) -> int:
         """Record the path ``source`` on every stored page of its file version ``sha`` (a byte-identical
         file at another path may have stored them), unless fewer than ``pages`` of them are stored.
-        Returns the number of those pages stored."""
+        ``records``: :meth:`version_records`, when read already.  Returns the number of pages stored."""
         key = source_key(source)
-        version = [{"sha256": sha}, {"settings": self.settings}]
-        every = self.collection.ids_where({"$and": version})
-        if not every or len(every) < pages:
-            return len(every)
-        listed = set(self.collection.ids_where({"$and": [*version, refers_to(key)]}))
-        missing = [i for i in every if i not in listed]
-        if missing:
-            self.collection.update_metadata(missing, [{alias_key(key): key}] * len(missing))
-        return len(every)
+        if records is None:
+            records = self.version_records(sha)
+        if not records or len(records) < pages:
+            return len(records)
+        alias = alias_key(key)
+        missing = [rid for rid, meta in records if meta.get("source") != key and meta.get(alias) != key]
+        for rid in missing:
+            self._pending.setdefault(rid, {})[alias] = key
+        if not self._defer:
+            self.apply_claims()
+        return len(records)
+
+    @contextlib.contextmanager
+    def batched_claims(self) -> Iterator[None]:
+        """Within this block, paths recorded by :meth:`claim` are written in one update (at the end,
+        or before a :meth:`release` that touches those records): a Chroma write per copy is slow."""
+        self._defer += 1
+        try:
+            yield
+        finally:
+            self._defer -= 1
+            if not self._defer:
+                self.apply_claims()
+
+    def apply_claims(self) -> None:
+        """Write the paths :meth:`claim` recorded inside :meth:`batched_claims`."""
+        if self._pending:
+            pending, self._pending = self._pending, {}
+            self.collection.update_metadata(list(pending), list(pending.values()))
 
     def release(self, source: str, where: Mapping[str, Any] | None = None) -> tuple[int, int]:
         """Take the path ``source`` off its records (those matching ``where`` too, when given).
@@ -292,6 +333,9 @@ class Indexer:
             records = self.collection.records_where(cond, limit=min(self.collection.max_batch, 1000))
             if not records:
                 return deleted, kept
+            if self._pending and any(rid in self._pending for rid, _ in records):
+                self.apply_claims()  # decide on the paths as they are, claims included
+                continue
             if seen.issuperset(r[0] for r in records):  # pragma: no cover - an update that did not apply
                 raise RuntimeError(f"could not take {safe_display(key)} off {len(records)} record(s)")
             seen.update(r[0] for r in records)
@@ -340,13 +384,22 @@ class Indexer:
         deleted, kept = self.release(source, where)
         return deleted + kept
 
-    def finish_file(self, done: FileDone, report: IndexReport) -> None:
+    def finish_file(
+        self,
+        done: FileDone,
+        report: IndexReport,
+        *,
+        records: list[tuple[str, dict[str, Any]]] | None = None,
+        wrote_all: bool = False,
+    ) -> None:
         """A file complete in the store (rendered and written now, or ``done.skipped``: present already):
         record its path on its pages, count it and take it off its older versions.
 
         A file rendered now whose pages are not all stored (a byte-identical file that wrote some of them
-        failed meanwhile) is reported failed instead; the next run completes it."""
-        stored = self.claim(done.source, done.sha256, pages=done.pages)
+        failed meanwhile) is reported failed instead; the next run completes it.  ``records``: the
+        version's records when read already; ``wrote_all``: the caller wrote every page of the file under
+        its path just now (nothing to record, nothing missing)."""
+        stored = done.pages if wrote_all else self.claim(done.source, done.sha256, done.pages, records)
         if stored < done.pages:
             report.failed.append(
                 FileError(
@@ -397,6 +450,7 @@ class Indexer:
         buffer: list[Page] = []
         finished: list[FileDone] = []
         written: set[str] = set()  # ids written by this run (a byte-identical file's pages are embedded once)
+        own: dict[tuple[str, str], int] = {}  # pages each file wrote under its own path
 
         def flush() -> None:
             if buffer:
@@ -413,16 +467,21 @@ class Indexer:
                     added = self.write_embedded(fresh, vectors, extra, [p.image for p in fresh])
                     report.pages_added += added
                     report.pages_skipped += len(fresh) - added
+                    if added == len(fresh):
+                        for p in fresh:
+                            own[(p.source, p.sha256)] = own.get((p.source, p.sha256), 0) + 1
                 buffer.clear()
                 if progress is not None:
                     progress(report, None)
             for done in finished:
                 resume.forget(done.sha256)
-                self.finish_file(done, report)
+                self.finish_file(done, report, wrote_all=own.pop((done.source, done.sha256), 0) == done.pages)
                 if progress is not None:
                     progress(report, done)
             finished.clear()
 
+        claims = self.batched_claims()
+        claims.__enter__()
         records = pool.render(
             self.sources(paths, on_skip=report.not_indexed.append),
             max_pixels=self.max_pixels,
@@ -439,7 +498,7 @@ class Indexer:
                         flush()
                 elif isinstance(record, FileDone):
                     if record.skipped:
-                        self.finish_file(record, report)
+                        self.finish_file(record, report, records=resume.records(record.sha256))
                         if progress is not None:
                             progress(report, record)
                     else:
@@ -459,6 +518,7 @@ class Indexer:
             flush()
         finally:
             records.close()
+            claims.__exit__(None, None, None)
         report.seconds = time.monotonic() - start
         logger.info("%s", report.summary().splitlines()[0])
         return report
