@@ -195,3 +195,20 @@ def test_add_texts_and_images_refuse_keys_they_write(tmp_path: Path, store: Chro
         store.add_images([tmp_path / "a.png"], metadatas=[{"width": 3}])
     store.add_texts(["x"], metadatas=[{"source": "notes.txt"}])  # a text's source is the caller's
     assert [m["source"] for m in _metas(store).values()] == ["notes.txt"]
+
+
+def test_copy_found_in_the_run_where_the_original_changes_keeps_the_old_pages(
+    tmp_path: Path, store: ChromaStore
+) -> None:
+    a = tmp_path / "a.pdf"
+    make_pdf(a, pages=2, text="first version")
+    store.add_files(a)
+    old = _sha(a)
+    backup = tmp_path / "z-backup"
+    backup.mkdir()
+    shutil.copyfile(a, backup / "a.pdf")  # the old version, found again under another path
+    make_pdf(a, pages=1, text="second version")
+    report = store.add_files([a, backup])  # a's stale removal comes after the copy is recorded
+    assert report.ok and report.pages_replaced == 2
+    assert _docs(store) == {str(a): (_sha(a), 1, 1), str(backup / "a.pdf"): (old, 2, 2)}
+    assert all(Path(m["image_path"]).is_file() for m in _metas(store).values())
