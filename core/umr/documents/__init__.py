@@ -12,6 +12,7 @@ No torch / transformers here: this package runs in light worker processes.
 
 from __future__ import annotations
 
+from .names import display_key, path_from_key
 from .paths import check_regular, file_sha256, safe_display, source_key, walk
 from .records import (
     ERROR_KINDS,
@@ -52,12 +53,14 @@ __all__ = [
     "RenderPool",
     "RenderRecord",
     "check_regular",
+    "display_key",
     "downscale",
     "file_sha256",
     "fit_size",
     "iter_pages",
     "load_image",
     "open_document",
+    "path_from_key",
     "render_files",
     "safe_display",
     "sniff",
