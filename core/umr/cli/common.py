@@ -44,6 +44,13 @@ def display(path: str | os.PathLike | bytes) -> str:
     return safe_display(path)
 
 
+def display_source(key: str) -> str:
+    """A stored ``source`` (already a key, see :func:`umr.documents.source_key`) printable on one line."""
+    from umr.documents.names import display_key
+
+    return display_key(str(key))
+
+
 def show_progress(args: argparse.Namespace) -> bool:
     """Progress bars and notes: on a terminal, unless ``--quiet`` or ``--no-progress``."""
     return not getattr(args, "no_progress", False) and not args.quiet and sys.stderr.isatty()

@@ -20,6 +20,7 @@ from .common import (
     add_store_args,
     check_db,
     display,
+    err,
     load_embedder,
     model_name,
     open_store,
@@ -28,7 +29,7 @@ from .common import (
     show_progress,
 )
 
-DOC_SUFFIXES = {".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+DOC_SUFFIXES = {".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".svg"}
 
 
 def register(sub: Any) -> None:
@@ -53,36 +54,43 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def collect_files(paths: Sequence[str]) -> tuple[list[str], int]:
-    """Files to index: explicit files as given, folders walked for PDFs and images; and how many
-    other files the walk ignored."""
-    from umr.documents import FileError, walk
+def own_folders(args: argparse.Namespace) -> list[str]:
+    """The index's own folders (database, page images), never indexed even when a walk reaches them."""
+    folders = [] if args.host else [args.db]
+    if args.image_dir:
+        folders.append(args.image_dir)
+    elif not args.host:
+        folders.append(os.path.join(args.db, "images"))
+    return folders
+
+
+def collect_files(paths: Sequence[str], own: Sequence[str] = ()) -> tuple[list[str], list[Any]]:
+    """Files to index: explicit files as given, folders walked for PDFs and images (by name); and the
+    entries the walk left out (:class:`umr.documents.NotIndexed`: other file types, hidden entries,
+    symlinked folders, the index's own folders), each with its reason."""
+    from umr.documents import FileError, NotIndexed, walk
 
     files: list[str] = []
-    ignored = 0
+    left_out: list[NotIndexed] = []
     for p in paths:
         if not os.path.lexists(p):
             raise UsageError(f"no such file or directory: {display(p)}")
-        if os.path.isdir(p):
-            for entry in walk([p]):
-                if isinstance(entry, FileError):
-                    files.append(entry.source)  # reported as a failure by the store
-                elif Path(entry).suffix.lower() in DOC_SUFFIXES:
-                    files.append(entry)
-                else:
-                    ignored += 1
-        else:
-            files.append(p)
-    return files, ignored
+        for entry in walk([p], exclude=own, suffixes=DOC_SUFFIXES, on_skip=left_out.append,
+                          exclude_reason="inside the index's own folder (--db or --image-dir): never indexed"):
+            files.append(entry.source if isinstance(entry, FileError) else entry)  # failures: reported by the store
+    return files, left_out
 
 
 def run(args: argparse.Namespace) -> int:
-    files, ignored = collect_files(args.paths)
+    files, ignored = collect_files(args.paths, own_folders(args))
     if not files:
         where = ", ".join(display(p) for p in args.paths)
+        if args.verbose:
+            for n in ignored:
+                err(f"  left out {display(n.source)}: {n.reason}")
         raise JobFailed(
             f"no PDF or image files found in {where}"
-            + (f" ({ignored} other file(s) ignored)" if ignored else "")
+            + (f" ({len(ignored)} other file(s) or folder(s) left out; -v lists them)" if ignored else "")
             + f"; supported: {', '.join(sorted(DOC_SUFFIXES))}"
         )
     check_db(args, must_exist=False)
@@ -163,9 +171,10 @@ def index_with_ray(args: argparse.Namespace, files: list[str]) -> Any:
         raise JobFailed(str(exc)) from None
 
 
-def print_report(args: argparse.Namespace, report: Any, ignored: int) -> None:
+def print_report(args: argparse.Namespace, report: Any, ignored: list[Any]) -> None:
+    left_out = list(ignored) + list(getattr(report, "not_indexed", []))
     if args.json:
-        out(json.dumps(report_json(report, ignored), indent=2))
+        out(json.dumps(report_json(report, left_out), indent=2))
     elif not args.quiet:
         out(
             f"indexed {report.files_indexed} file(s), {report.pages_added} page(s) added; "
@@ -174,20 +183,37 @@ def print_report(args: argparse.Namespace, report: Any, ignored: int) -> None:
         )
         if report.pages_replaced:
             out(f"replaced {report.pages_replaced} page(s) of changed files")
-        if ignored:
-            out(f"ignored {ignored} file(s) that are not PDFs or images")
+        if left_out:
+            kinds: dict[str, int] = {}
+            for n in left_out:
+                kinds[n.kind] = kinds.get(n.kind, 0) + 1
+            detail = ", ".join(f"{count} {LEFT_OUT_WORDS.get(kind, kind)}" for kind, count in sorted(kinds.items()))
+            out(f"left out {len(left_out)} file(s) or folder(s): {detail}"
+                + ("" if args.verbose else " (-v lists them)"))
+            if args.verbose:
+                for n in left_out:
+                    out(f"  left out {display(n.source)}: {n.reason}")
         for e in report.failed:
             out(f"  FAILED {display(e.source)}: {e.reason}")
 
 
-def report_json(report: Any, ignored: int) -> dict[str, Any]:
+LEFT_OUT_WORDS = {
+    "not_a_document": "not PDFs or images",
+    "hidden": "hidden",
+    "symlinked_folder": "symlinked folders",
+    "excluded": "in the index's own folder",
+}
+
+
+def report_json(report: Any, left_out: list[Any]) -> dict[str, Any]:
     return {
         "files_indexed": report.files_indexed,
         "files_skipped": report.files_skipped,
         "pages_added": report.pages_added,
         "pages_skipped": report.pages_skipped,
         "pages_replaced": report.pages_replaced,
-        "ignored": ignored,
+        "ignored": len(left_out),
+        "not_indexed": [{"source": display(n.source), "kind": n.kind, "reason": n.reason} for n in left_out],
         "seconds": round(report.seconds, 3),
         "failed": [{"source": display(e.source), "kind": e.kind, "reason": e.reason} for e in report.failed],
     }

@@ -16,6 +16,7 @@ from .common import (
     add_store_args,
     check_db,
     display,
+    display_source,
     image_path,
     load_embedder,
     load_reranker,
@@ -93,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
             "id": h.id,
             "score": round(float(h.score), 6),
             "source": h.metadata.get("source", ""),
+            "sources": h.sources,
             "page": h.metadata.get("page", 0),
             "kind": h.metadata.get("kind", ""),
             "image_uri": h.image_uri,
@@ -114,8 +116,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         score = f"{row['score']:.4f}" + (f"  rerank {row['rerank_score']:.4f}" if "rerank_score" in row else "")
-        where_s = display(str(row["source"])) + (f"  p.{row['page']}" if row["page"] else "")
+        where_s = display_source(str(row["source"])) + (f"  p.{row['page']}" if row["page"] else "")
         out(f"{row['rank']:>3}. {score}  {where_s}")
+        for other in row["sources"][1:]:  # byte-identical files at other paths
+            out(f"     also {display_source(other)}")
         if row["snippet"]:
             out(f"     {row['snippet']}")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from .common import add_store_args, check_db, display, open_readonly, out
+from .common import add_store_args, check_db, display_source, open_readonly, out
 
 
 def register(sub: Any) -> None:
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     docs = store.documents()
     if args.json:
         stats["documents_list"] = [
-            {"source": display(d.source), "sha256": d.sha256, "pages": d.pages, "page_count": d.page_count}
+            {"source": d.source, "sha256": d.sha256, "pages": d.pages, "page_count": d.page_count}
             for d in docs
         ]
         out(json.dumps(stats, indent=2, default=str))
@@ -31,5 +31,5 @@ def run(args: argparse.Namespace) -> int:
     for key in ("collection", "path", "model_id", "dim", "records", "documents"):
         out(f"{key:>12}: {stats.get(key)}")
     for d in docs:
-        out(f"  {d.pages:>4}/{d.page_count:<4} {display(d.source)}")
+        out(f"  {d.pages:>4}/{d.page_count:<4} {display_source(d.source)}")
     return 0

@@ -14,7 +14,8 @@ One module per concern:
 - ``indexer``: ingestion (walk, skip unchanged, render, embed, write, remove stale), used by
   ``ChromaStore.add_files`` and the Ray pipeline of :mod:`umr.distributed`;
 - ``info``: open an existing collection without a model; ``server``: a local ``chroma run``;
-- ``records``: :class:`SearchHit`, :class:`IndexReport`, :class:`DocumentInfo`.
+- ``sources``: which paths a page set belongs to (byte-identical files share one; ``docs/paths.md``);
+- ``records``: :class:`SearchHit`, :class:`IndexReport`, :class:`DocumentInfo`, :class:`Removal`.
 
 ``HashEmbedder`` (a model-free embedder for tests) lives in :mod:`umr.testing`; ``umr.store.HashEmbedder``
 still finds it.
@@ -25,12 +26,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .chroma import ChromaStore
-from .records import DocumentInfo, IndexReport, SearchHit
+from .records import DocumentInfo, IndexReport, Removal, SearchHit
 
 if TYPE_CHECKING:  # pragma: no cover
     from umr.testing import HashEmbedder
 
-__all__ = ["ChromaStore", "DocumentInfo", "HashEmbedder", "IndexReport", "SearchHit"]
+__all__ = ["ChromaStore", "DocumentInfo", "HashEmbedder", "IndexReport", "Removal", "SearchHit"]
 
 
 def __getattr__(name: str) -> Any:

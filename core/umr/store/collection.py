@@ -175,7 +175,8 @@ class ChromaCollection:
             )
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
-        """Those of ``ids`` that are stored."""
+        """Those of ``ids`` that are stored (``ids`` may repeat)."""
+        ids = list(dict.fromkeys(ids))  # Chroma refuses repeated ids, in reads too
         found: set[str] = set()
         step = min(self.max_batch, GET_CHUNK)
         for i in range(0, len(ids), step):
@@ -204,6 +205,37 @@ class ChromaCollection:
             if on_removed is not None:
                 on_removed([m or {} for m in (got["metadatas"] or [])])
             removed += len(ids)
+
+    def ids_where(self, where: Mapping[str, Any]) -> list[str]:
+        """Ids of every record matching ``where``."""
+        found: list[str] = []
+        while True:
+            got = self.raw.get(where=dict(where), limit=GET_CHUNK, offset=len(found), include=[])
+            found.extend(got["ids"])
+            if len(got["ids"]) < GET_CHUNK:
+                return found
+
+    def records_where(
+        self, where: Mapping[str, Any], limit: int | None = GET_CHUNK
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Records matching ``where`` as ``(id, metadata)``: up to ``limit``, or all (``None``)."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        while True:
+            step = GET_CHUNK if limit is None else min(GET_CHUNK, limit - len(out))
+            got = self.raw.get(where=dict(where), limit=step, offset=len(out), include=["metadatas"])
+            out.extend((i, dict(m or {})) for i, m in zip(got["ids"], got["metadatas"] or []))
+            if len(got["ids"]) < step or (limit is not None and len(out) >= limit):
+                return out
+
+    def update_metadata(self, ids: Sequence[str], metas: Sequence[Mapping[str, Any]]) -> None:
+        """Merge ``metas`` into the records ``ids`` (a ``None`` value removes that key)."""
+        for i in range(0, len(ids), self.max_batch):
+            j = i + self.max_batch
+            self.raw.update(ids=list(ids[i:j]), metadatas=[dict(m) for m in metas[i:j]])
+
+    def delete_ids(self, ids: Sequence[str]) -> None:
+        for i in range(0, len(ids), self.max_batch):
+            self.raw.delete(ids=list(ids[i : i + self.max_batch]))
 
     def iter_metadatas(self) -> Iterator[Mapping[str, Any]]:
         """Every record's metadata, ``GET_CHUNK`` at a time."""
