@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -43,7 +44,9 @@ def test_the_cli_and_the_store_share_one_writer_lock(tmp_path: Path, store: Chro
     try:
         assert entered.wait(30)
         busy = WriterLock(tmp_path / "db")
-        with pytest.raises(StoreBusyError, match="another process is writing"), busy.hold(wait=False):
+        with pytest.raises(StoreBusyError, match=rf"another umr process \(pid {os.getpid()}\) is writing"), busy.hold(
+            wait=False
+        ):
             pass
     finally:
         release.set()
