@@ -345,3 +345,26 @@ def test_a_rebuild_drops_and_lists_pages_whose_image_is_gone(tmp_path: Path) -> 
         assert again.pages_added == 1 and store.count() == 5
         assert store.check().ok
 
+
+
+def test_a_quick_check_of_a_large_collection_samples_spread_ids(
+    store: ChromaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import umr.store.repair as repair
+
+    store.add_texts([f"text {i}" for i in range(60)])
+    all_ids = list(store.chroma.iter_ids())
+    monkeypatch.setattr(repair, "GET_CHUNK", 10)  # "large": read one id per sample, not every id
+    reads: list[dict] = []
+    real_call = store.chroma.call
+
+    def counting_call(what: str, method: str, **kwargs: object) -> object:
+        reads.append(dict(kwargs, method=method))
+        return real_call(what, method, **kwargs)
+
+    monkeypatch.setattr(store.chroma, "call", counting_call)
+    sampled = repair.sample_ids(store.chroma, 6)
+    assert sampled == [all_ids[i * 10] for i in range(6)]
+    assert all(r.get("limit") == 1 for r in reads if r["method"] == "get")
+    report = store.check(sample=6)
+    assert report.ok and report.sampled == 6 and report.records == 60

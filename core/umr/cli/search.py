@@ -26,6 +26,9 @@ from .common import (
     recorded_model,
 )
 
+#: records the quick vector check samples before searching (a damaged index returns wrong pages)
+QUICK_SAMPLE = 8
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("search", help="search the index with text, an image, or both")
@@ -83,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
 
     embedder = load_embedder(args, recorded)
     store = open_store(args, embedder)
+    health = store.check(sample=QUICK_SAMPLE)
+    if not health.ok:  # a damaged vector index returns wrong pages: say so instead
+        raise JobFailed(health.summary())
     depth = max(args.k, args.rerank_depth) if args.rerank else args.k
     try:
         hits = store.search(query, k=depth, where=where, instruction=args.instruction)

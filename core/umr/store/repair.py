@@ -100,13 +100,22 @@ class RebuildReport:
 
 
 # ------------------------------------------------------------------------------------------------ check
-def sample_ids(chroma: ChromaCollection, n: int) -> list[str]:
-    """Up to ``n`` stored ids, spread evenly over the collection."""
-    ids = list(chroma.iter_ids())
-    if len(ids) <= n:
-        return ids
-    step = len(ids) / n
-    return [ids[int(i * step)] for i in range(n)]
+def sample_ids(chroma: ChromaCollection, n: int, count: int | None = None) -> list[str]:
+    """Up to ``n`` stored ids, spread evenly over the collection (``n`` small reads of one id each when
+    the collection is large, so a quick check stays quick)."""
+    count = chroma.count() if count is None else count
+    if count <= max(n, GET_CHUNK):
+        ids = list(chroma.iter_ids())
+        if len(ids) <= n:
+            return ids
+        step = len(ids) / n
+        return [ids[int(i * step)] for i in range(n)]
+    step = count / n
+    out: list[str] = []
+    for i in range(n):
+        got = chroma.call("sampling record ids", "get", limit=1, offset=int(i * step), include=[])
+        out.extend(i for i in got["ids"] if i not in out)
+    return out
 
 
 def check_vectors(
@@ -119,7 +128,7 @@ def check_vectors(
 ) -> CheckReport:
     """Compare what the collection claims with what it returns (see the module docs)."""
     report = CheckReport(records=chroma.count(), where=where, rebuild_command=rebuild_command)
-    ids = sample_ids(chroma, max(1, sample))
+    ids = sample_ids(chroma, max(1, sample), report.records)
     report.sampled = len(ids)
     if not ids:
         return report
