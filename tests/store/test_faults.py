@@ -368,3 +368,30 @@ def test_a_quick_check_of_a_large_collection_samples_spread_ids(
     assert all(r.get("limit") == 1 for r in reads if r["method"] == "get")
     report = store.check(sample=6)
     assert report.ok and report.sampled == 6 and report.records == 60
+
+
+def test_a_rebuild_that_fails_half_way_leaves_the_original_and_can_run_again(store: ChromaStore) -> None:
+    from umr.store.repair import REBUILD_SUFFIX
+
+    store.add_texts([f"text {i}" for i in range(40)])
+    store.batch_size = 8
+    real = store.embedder.embed_documents
+    calls = {"n": 0}
+
+    def failing(inputs, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # as a Ctrl-C half-way through
+        return real(inputs, **kw)
+
+    store.embedder.embed_documents = failing  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        store.rebuild()
+    names = {c.name for c in store.client.list_collections()}
+    assert names == {"umr", "umr" + REBUILD_SUFFIX}  # the unfinished copy beside the untouched original
+    assert store.count() == 40 and store.check().ok
+    store.embedder.embed_documents = real  # type: ignore[method-assign]
+    report = store.rebuild()
+    assert report.rebuilt == 40 and {c.name for c in store.client.list_collections()} == {"umr"}
+    assert store.count() == 40 and store.check(sample=40).ok
+    assert store.search("text 7", k=1)[0].document == "text 7"
