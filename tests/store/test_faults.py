@@ -395,3 +395,26 @@ def test_a_rebuild_that_fails_half_way_leaves_the_original_and_can_run_again(sto
     assert report.rebuilt == 40 and {c.name for c in store.client.list_collections()} == {"umr"}
     assert store.count() == 40 and store.check(sample=40).ok
     assert store.search("text 7", k=1)[0].document == "text 7"
+
+
+def test_chroma_errors_are_translated_by_what_they_mean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import sqlite3
+
+    import umr.store.faults as faults
+    from umr.store.faults import StoreError
+
+    guard = Guard(path=tmp_path)
+    compaction = RuntimeError("Error in compaction: Failed to apply logs to the metadata segment")
+    # with room on the device, Chroma's write failure is not called a full disk
+    plain = guard.translate(compaction, "writing")
+    assert type(plain) is StoreError and str(tmp_path) in str(plain) and "permissions" in str(plain)
+    monkeypatch.setattr(faults, "free_bytes", lambda path: 1000)
+    full = guard.translate(compaction, "writing")
+    assert isinstance(full, StoreFullError) and "1000 B free" in str(full)
+    assert isinstance(guard.translate(OSError(errno.ENOSPC, "No space left on device"), "x"), StoreFullError)
+    corrupt = guard.translate(sqlite3.DatabaseError("file is not a database"), "opening it")
+    assert isinstance(corrupt, StoreCorruptError) and str(tmp_path / "chroma.sqlite3") in str(corrupt)
+    # not store faults: raised as they are
+    assert guard.translate(sqlite3.OperationalError("database is locked"), "x") is None
+    assert guard.translate(ValueError("Expected where value to be a str"), "searching") is None

@@ -20,6 +20,7 @@ from .common import (
     add_store_args,
     check_db,
     display,
+    err,
     load_embedder,
     model_name,
     open_store,
@@ -172,9 +173,11 @@ def rebuild_store(args: argparse.Namespace, store: Any) -> Any:
     finally:
         if bar is not None:
             bar.close()
-    if args.json:
+    if args.json and not args.paths:  # with PATH... the index summary is the one JSON document
         out(json.dumps({"rebuilt": report.rebuilt, "seconds": round(report.seconds, 3),
                         "dropped": [{"id": i, "source": display(s)} for i, s in report.dropped]}, indent=2))
+    elif args.json:
+        err(f"umr index: {report.summary()}")
     elif not args.quiet:
         out(report.summary())
     return report

@@ -265,7 +265,7 @@ class Guard:
             s in low for s in _FULL
         )
         if any(s in low for s in _CORRUPT) or (
-            isinstance(exc, sqlite3.DatabaseError) and not full and "locked" not in low
+            type(exc) is sqlite3.DatabaseError and not full  # not OperationalError (locked, unable to open)
         ):
             return StoreCorruptError(self._corrupt_message(exc))
         if not full and any(s in low for s in _WRITE_FAILED):
