@@ -279,14 +279,20 @@ def test_a_damaged_database_file_is_named_with_the_way_to_rebuild(tmp_path: Path
         assert f"{sqlite} is damaged" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("damage", ["truncated", "zeroed"])
 def test_a_damaged_vector_index_is_detected_and_rebuilt_without_rendering(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, capsys: pytest.CaptureFixture, damage: str
 ) -> None:
     files = _corpus(tmp_path / "docs", n=3, pages=2)
     db = tmp_path / "db"
     _build_in_subprocess(db, texts=120, docs=tmp_path / "docs", sync_threshold=10)
     (segment,) = glob.glob(str(db / "*" / "data_level0.bin"))
-    os.truncate(segment, os.path.getsize(segment) // 3)
+    size = os.path.getsize(segment)
+    if damage == "truncated":  # caught by the file sizes, before anything is searched
+        os.truncate(segment, size // 3)
+    else:  # same size, vectors and links wiped: caught by reading sampled vectors back
+        with open(segment, "r+b") as fh:
+            fh.write(b"\0" * size)
 
     # the CLI sees it: stats (quick check) and stats --check exit 1 naming the rebuild
     assert main(["stats", "--db", str(db), "--check"]) == 1
@@ -298,8 +304,12 @@ def test_a_damaged_vector_index_is_detected_and_rebuilt_without_rendering(
     embedder = HashEmbedder(dim=16, max_pixels=BUDGET)
     with ChromaStore(embedder, db, batch_size=8) as store:
         before = store.check(sample=500)
-        assert not before.ok and before.sampled == 126
-        assert len(before.unreadable) + len(before.wrong) > 0
+        assert not before.ok
+        if damage == "truncated":
+            assert before.files == [f"{segment} is {size // 3} bytes, expected at least {size}"]
+            assert before.files[0] in before.summary()
+        else:
+            assert before.sampled == 126 and len(before.unreadable) + len(before.wrong) > 60
         metas_before = {m["sha256"] + str(m["page"]): m for m in store.chroma.iter_metadatas()}
         report = store.rebuild()
         assert (report.rebuilt, report.dropped) == (126, [])

@@ -455,7 +455,8 @@ class ChromaStore:
         if self.collection_name != "umr":
             command += f" --collection {self.collection_name}"
         return check_vectors(
-            self.chroma, sample=sample, images=self.images, where=self._where(), rebuild_command=command
+            self.chroma, sample=sample, images=self.images, where=self._where(), rebuild_command=command,
+            folder=self.path,
         )
 
     @_exclusive

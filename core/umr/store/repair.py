@@ -15,6 +15,8 @@ over, or finishes the swap when only that was left).
 from __future__ import annotations
 
 import logging
+import sqlite3
+import struct
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -54,23 +56,29 @@ class CheckReport:
     unreadable: list[str] = field(default_factory=list)
     wrong: list[str] = field(default_factory=list)
     images_missing: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
     where: str = ""
     rebuild_command: str = "umr index --rebuild --db DIR"
 
     @property
     def ok(self) -> bool:
-        """True when every sampled vector was read back and found itself."""
-        return not self.unreadable and not self.wrong
+        """True when the index files are whole and every sampled vector was read back and found itself."""
+        return not self.unreadable and not self.wrong and not self.files
 
     def summary(self) -> str:
         if self.ok:
             line = f"vectors ok: {self.sampled} of {self.records} record(s) sampled, each found itself"
         else:
+            found = (
+                f"{self.files[0]}" + (f" (and {len(self.files) - 1} more)" if len(self.files) > 1 else "")
+                if self.files
+                else f"of {self.sampled} sampled record(s), {len(self.unreadable)} vector(s) cannot be read and "
+                f"{len(self.wrong)} do not find their own record"
+            )
             line = (
-                f"the vector index of {self.where or 'the store'} is damaged: of {self.sampled} sampled "
-                f"record(s), {len(self.unreadable)} vector(s) cannot be read and {len(self.wrong)} do not find "
-                "their own record (searches return wrong pages). Rebuild the vectors from the stored pages "
-                f"(no re-rendering): {self.rebuild_command} (Python: ChromaStore.rebuild())"
+                f"the vector index of {self.where or 'the store'} is damaged: {found} (searches return wrong "
+                f"pages). Rebuild the vectors from the stored pages (no re-rendering): {self.rebuild_command} "
+                "(Python: ChromaStore.rebuild())"
             )
         if self.images_missing:
             line += f"; {len(self.images_missing)} sampled page image(s) missing"
@@ -100,6 +108,58 @@ class RebuildReport:
 
 
 # ------------------------------------------------------------------------------------------------ check
+_HNSW_HEADER = struct.Struct("<iQQQQQQiIQQQdQ")  # Chroma's hnswlib header.bin (version first)
+
+
+def vector_segment_dirs(folder: Path, collection_id: str) -> list[Path]:
+    """The HNSW segment folders of one collection of an embedded store (read from ``chroma.sqlite3``,
+    read-only); empty when unknown."""
+    db = folder / "chroma.sqlite3"
+    if not db.is_file():
+        return []
+    try:
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = con.execute(
+                "SELECT id FROM segments WHERE collection = ? AND scope = 'VECTOR'", (collection_id,)
+            ).fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        logger.debug("cannot read the segments of %s: %s", safe_display(db), exc)
+        return []
+    return [folder / str(r[0]) for r in rows if (folder / str(r[0])).is_dir()]
+
+
+def hnsw_file_problems(segment: Path) -> list[str]:
+    """What is wrong with the files of one persisted HNSW segment, judged by their sizes against the
+    element count and record size in ``header.bin`` (a truncated or lost file); empty when they agree
+    or the segment has not been written yet.  Nothing is searched, so a damaged index cannot crash the
+    check."""
+    header = segment / "header.bin"
+    if not header.exists():
+        return []
+    try:
+        raw = header.read_bytes()
+        if len(raw) < _HNSW_HEADER.size:
+            return [f"{safe_display(header)} is truncated ({len(raw)} bytes)"]
+        fields = _HNSW_HEADER.unpack_from(raw)
+        count, per_element = int(fields[3]), int(fields[4])
+        problems = []
+        expected = {"data_level0.bin": count * per_element, "length.bin": count * 4}
+        for name, size in expected.items():  # files may be larger (preallocated), never smaller
+            f = segment / name
+            actual = f.stat().st_size if f.exists() else -1
+            if actual < size:
+                what = "missing" if actual < 0 else f"{actual} bytes, expected at least {size}"
+                problems.append(f"{safe_display(f)} is {what}")
+        if not (segment / "link_lists.bin").exists():
+            problems.append(f"{safe_display(segment / 'link_lists.bin')} is missing")
+        return problems
+    except OSError as exc:
+        return [f"{safe_display(segment)} cannot be read ({exc})"]
+
+
 def sample_ids(chroma: ChromaCollection, n: int, count: int | None = None) -> list[str]:
     """Up to ``n`` stored ids, spread evenly over the collection (``n`` small reads of one id each when
     the collection is large, so a quick check stays quick)."""
@@ -125,9 +185,17 @@ def check_vectors(
     images: PageImages | None = None,
     where: str = "",
     rebuild_command: str = "umr index --rebuild --db DIR",
+    folder: Path | None = None,
 ) -> CheckReport:
-    """Compare what the collection claims with what it returns (see the module docs)."""
+    """Compare what the collection claims with what it returns (see the module docs).  ``folder``: the
+    embedded store's folder, whose HNSW files are checked first by size (a damaged index can crash
+    Chroma when searched, so it is not searched then)."""
     report = CheckReport(records=chroma.count(), where=where, rebuild_command=rebuild_command)
+    if folder is not None:
+        for segment in vector_segment_dirs(folder, str(chroma.raw.id)):
+            report.files.extend(hnsw_file_problems(segment))
+        if report.files:
+            return report
     ids = sample_ids(chroma, max(1, sample), report.records)
     report.sampled = len(ids)
     if not ids:
@@ -163,7 +231,7 @@ def check_vectors(
                 vectors[rid] = vec
             metas[rid] = (got["metadatas"] or [{}] * len(got["ids"]))[i] or {}
         report.unreadable.extend(i for i in chunk if i not in metas and i not in report.unreadable)
-    if vectors:
+    if vectors and not report.unreadable:  # unreadable vectors: damaged already, and searching could crash
         order = list(vectors)
         k = min(10, report.records) or 1
         try:
