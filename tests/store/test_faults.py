@@ -428,3 +428,35 @@ def test_chroma_errors_are_translated_by_what_they_mean(tmp_path: Path, monkeypa
     # not store faults: raised as they are
     assert guard.translate(sqlite3.OperationalError("database is locked"), "x") is None
     assert guard.translate(ValueError("Expected where value to be a str"), "searching") is None
+
+
+def test_search_while_another_process_indexes_is_never_called_damage(tmp_path: Path) -> None:
+    import json
+
+    from umr.store.faults import StoreBusyReadError
+
+    _corpus(tmp_path / "docs", n=6, pages=3)
+    db = tmp_path / "db"
+    progress = tmp_path / "progress"
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(tmp_path / "docs"), "--db", str(db), "--progress", str(progress),
+         "--sleep", "0.3"],
+        env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    _wait_progress(progress, proc, 2)
+    store = ChromaStore(HashEmbedder(dim=16, max_pixels=BUDGET), db)
+    report = store.check()
+    assert report.writer == proc.pid and report.ok and report.sampled == 0
+    assert f"another umr process (pid {proc.pid}) is writing to {db}" in report.summary()
+    try:
+        store.search("doc 1", k=3)
+    except StoreBusyReadError as exc:  # Chroma cannot read a half-written index: said so, not a traceback
+        assert f"(pid {proc.pid}) is writing to the store {db}" in str(exc) and "search again" in str(exc)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    # a fresh reader (another process, as a CLI command) sees the whole, sound store
+    stats = subprocess.run([sys.executable, "-m", "umr.cli", "stats", "--db", str(db), "--json", "--check"],
+                           env=script_env(), capture_output=True, text=True, timeout=120)
+    assert stats.returncode == 0, stats.stderr
+    got = json.loads(stats.stdout)
+    assert got["records"] == 18 and got["check"]["ok"] and got["check"]["sampled"] == 18

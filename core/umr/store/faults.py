@@ -47,6 +47,8 @@ _CORRUPT = (
     "not a database",
     "database corrupt",
 )
+#: Chroma's words when a reader opens a vector index another process has not written yet
+_NOT_ON_DISK_YET = ("nothing found on disk", "error creating hnsw segment reader")
 #: Chroma's words for a write that failed below it (a full disk is the usual cause)
 _WRITE_FAILED = ("failed to apply logs", "error in compaction", "disk i/o error", "i/o error", "readonly database")
 
@@ -65,6 +67,10 @@ class StoreFullError(StoreError, OSError):
 
 class StoreCorruptError(StoreError):
     """The store's database file or vector index is damaged."""
+
+
+class StoreBusyReadError(StoreError):
+    """Another process is writing to an embedded store whose vector index is not on disk yet."""
 
 
 def env_float(name: str, default: float) -> float:
@@ -261,6 +267,21 @@ class Guard:
                 f"start it (chroma run --path DIR --host {self.host} --port {self.port}) or drop --host to use a "
                 f"local folder, {rerun}"
             )
+        if self.path is not None and any(s in low for s in _NOT_ON_DISK_YET):
+            from .lock import writer_of
+
+            pid = writer_of(self.path)
+            if pid is not None:
+                who = f"another umr process (pid {pid})" if pid else "another umr process"
+                return StoreBusyReadError(
+                    f"{who} is writing to {self.where} and its vector index is not on disk yet, so it cannot be "
+                    "searched now: search again when that run has finished, or serve the folder with a Chroma "
+                    "server (chroma run --path DIR, then --host/--port) so that readers and writers can share it"
+                )
+            return StoreCorruptError(
+                f"the vector index of {self.where} is missing ({_short(exc)}): rebuild it from the stored pages "
+                "(umr index --rebuild --db DIR)"
+            )
         full = any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in _chain(exc)) or any(
             s in low for s in _FULL
         )
@@ -309,6 +330,7 @@ def _short(exc: BaseException, limit: int = 200) -> str:
 __all__ = [
     "LOW_SPACE",
     "Guard",
+    "StoreBusyReadError",
     "StoreCorruptError",
     "StoreError",
     "StoreFullError",

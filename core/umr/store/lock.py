@@ -95,3 +95,28 @@ def _holder(fh: Any) -> str:
     except (OSError, ValueError):
         return ""
     return f" (pid {pid})" if pid > 0 else ""
+
+
+def writer_of(folder: str | os.PathLike) -> int | None:
+    """The process id of the umr process writing to ``folder`` now (0 when it did not record one), or
+    ``None`` when nobody holds the writer lock.  Takes the lock for an instant when it is free."""
+    path = Path(os.fsdecode(folder)) / LOCK_NAME
+    if not path.exists():
+        return None
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    try:
+        with open(path, "rb") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    return int(fh.read(32).decode().strip() or 0)
+                except ValueError:
+                    return 0
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return None
+    except OSError:
+        return None

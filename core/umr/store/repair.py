@@ -15,6 +15,7 @@ over, or finishes the swap when only that was left).
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import struct
 import time
@@ -49,7 +50,9 @@ SELF_DISTANCE = 1e-3
 class CheckReport:
     """What :func:`check_vectors` found.  ``records``: the count Chroma reports; ``sampled``: records
     checked; ``unreadable``: sampled ids whose vector cannot be read back; ``wrong``: sampled ids whose
-    own vector does not find them; ``images_missing``: sampled page records whose PNG is gone."""
+    own vector does not find them; ``images_missing``: sampled page records whose PNG is gone;
+    ``files``: HNSW files shorter than their header says; ``writer``: the pid of another process
+    writing to the folder (then nothing was checked: ``ok`` claims no damage, ``summary`` says so)."""
 
     records: int = 0
     sampled: int = 0
@@ -57,6 +60,7 @@ class CheckReport:
     wrong: list[str] = field(default_factory=list)
     images_missing: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    writer: int | None = None
     where: str = ""
     rebuild_command: str = "umr index --rebuild --db DIR"
 
@@ -66,6 +70,12 @@ class CheckReport:
         return not self.unreadable and not self.wrong and not self.files
 
     def summary(self) -> str:
+        if self.writer is not None:
+            who = f"another umr process (pid {self.writer})" if self.writer else "another umr process"
+            return (
+                f"vectors not checked: {who} is writing to {self.where or 'the store'} (a reader sees its "
+                "vector index half-written); check again when it has finished"
+            )
         if self.ok:
             line = f"vectors ok: {self.sampled} of {self.records} record(s) sampled, each found itself"
         else:
@@ -192,6 +202,12 @@ def check_vectors(
     Chroma when searched, so it is not searched then)."""
     report = CheckReport(records=chroma.count(), where=where, rebuild_command=rebuild_command)
     if folder is not None:
+        from .lock import writer_of
+
+        writer = writer_of(folder)
+        if writer is not None and writer != os.getpid():  # not damage: another process is mid-write
+            report.writer = writer
+            return report
         for segment in vector_segment_dirs(folder, str(chroma.raw.id)):
             report.files.extend(hnsw_file_problems(segment))
         if report.files:
