@@ -51,6 +51,7 @@ from umr.documents import (
     safe_display,
 )
 from umr.documents.paths import PathLike
+from umr.inputs import open_image
 from umr.store.chroma import FILE_PAGE_KEYS, ChromaStore, check_reserved
 from umr.store.collection import scalar_metadata
 from umr.store.images import png_bytes
@@ -273,9 +274,8 @@ def _render_batch(batch: Mapping[str, np.ndarray], job: _Job) -> Iterator[dict[s
 # actors
 # --------------------------------------------------------------------------------------------------
 def _decode_png(data: bytes) -> Any:
-    from PIL import Image
 
-    img = Image.open(io.BytesIO(bytes(data)))
+    img = open_image(io.BytesIO(bytes(data)))
     img.load()
     return img
 

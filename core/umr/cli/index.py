@@ -34,7 +34,7 @@ DOC_SUFFIXES = {".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp
 
 def register(sub: Any) -> None:
     p = sub.add_parser("index", help="index PDFs and images (folders are walked)")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="files and folders to index")
     add_store_args(p)
     add_image_dir_arg(p)
     add_model_args(p)
@@ -43,6 +43,10 @@ def register(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="pages embedded at a time (default 16)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--rebuild", action="store_true",
+                   help="re-create every vector from the stored pages (page images and text; nothing is "
+                        "rendered again), e.g. after `umr stats --check` found the vector index damaged; "
+                        "then index PATH... if given")
     add_server_args(p)
     g = p.add_argument_group("bulk indexing on Ray (pip install 'umr[ray]')")
     g.add_argument("--ray", action="store_true",
@@ -81,7 +85,17 @@ def collect_files(paths: Sequence[str], own: Sequence[str] = ()) -> tuple[list[s
     return files, left_out
 
 
+#: records the quick vector check samples before indexing (a damaged index would skip every file)
+QUICK_SAMPLE = 8
+
+
 def run(args: argparse.Namespace) -> int:
+    if not args.paths and not args.rebuild:
+        raise UsageError("give the files or folders to index (PATH...), or --rebuild")
+    if args.rebuild and args.ray:
+        raise UsageError("--rebuild runs locally; drop --ray")
+    if not args.paths:
+        return rebuild(args)
     files, ignored = collect_files(args.paths, own_folders(args))
     if not files:
         where = ", ".join(display(p) for p in args.paths)
@@ -101,6 +115,13 @@ def run(args: argparse.Namespace) -> int:
     recorded = None if args.model or args.server_model else recorded_model(args)
     embedder = load_embedder(args, recorded)
     store = open_store(args, embedder, workers=args.workers, timeout=args.timeout, batch_size=args.batch_size)
+    if args.rebuild:
+        rebuild_store(args, store)
+    else:
+        health = store.check(sample=QUICK_SAMPLE)
+        if not health.ok:
+            store.close()
+            raise JobFailed(health.summary())
     bar = None
     started = time.monotonic()
     if show_progress(args):
@@ -124,6 +145,49 @@ def run(args: argparse.Namespace) -> int:
         store.close()
     print_report(args, report, ignored)
     return 0 if report.ok else 1
+
+
+def rebuild(args: argparse.Namespace) -> int:
+    """``umr index --rebuild`` without paths: re-create the vectors of the collection, nothing else."""
+    check_db(args, must_exist=True)
+    recorded = None if args.model or args.server_model else recorded_model(args)
+    if recorded is None and not (args.model or args.server_model):
+        where = f"{args.host}:{args.port}" if args.host else display(args.db)
+        raise JobFailed(f"collection {args.collection!r} does not exist at {where}: nothing to rebuild")
+    embedder = load_embedder(args, recorded)
+    store = open_store(args, embedder, batch_size=args.batch_size)
+    try:
+        report = rebuild_store(args, store)
+    finally:
+        store.close()
+    return 0 if not report.dropped else 1
+
+
+def rebuild_store(args: argparse.Namespace, store: Any) -> Any:
+    """Rebuild the vectors of ``store`` and print what happened."""
+    bar = None
+    if show_progress(args):
+        from tqdm import tqdm
+
+        bar = tqdm(total=store.count(), unit="record", desc="rebuilding", file=sys.stderr, dynamic_ncols=True)
+
+    def progress(report: Any) -> None:
+        if bar is not None:
+            bar.update(max(0, report.rebuilt - bar.n))
+
+    try:
+        report = store.rebuild(progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json and not args.paths:  # with PATH... the index summary is the one JSON document
+        out(json.dumps({"rebuilt": report.rebuilt, "seconds": round(report.seconds, 3),
+                        "dropped": [{"id": i, "source": display(s)} for i, s in report.dropped]}, indent=2))
+    elif args.json:
+        err(f"umr index: {report.summary()}")
+    elif not args.quiet:
+        out(report.summary())
+    return report
 
 
 def index_with_ray(args: argparse.Namespace, files: list[str]) -> Any:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import (
+    WHERE_EXAMPLE,
     JobFailed,
     UsageError,
     add_model_args,
@@ -22,8 +23,12 @@ from .common import (
     load_reranker,
     open_store,
     out,
+    parse_where,
     recorded_model,
 )
+
+#: records the quick vector check samples before searching (a damaged index returns wrong pages)
+QUICK_SAMPLE = 8
 
 
 def register(sub: Any) -> None:
@@ -71,22 +76,32 @@ def run(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise UsageError("-k must be at least 1")
     query = query_input(args)
+    where = parse_where(args.where)
     check_db(args, must_exist=True)
     recorded = None if args.model or args.server_model else recorded_model(args)
     if recorded is None and not args.host and not (args.model or args.server_model):
         raise JobFailed(
             f"collection {args.collection!r} does not exist in {display(args.db)}: run `umr index` first"
         )
+    from umr.store.faults import StoreError
+
     embedder = load_embedder(args, recorded)
     store = open_store(args, embedder)
-    where = None
-    if args.where:
-        try:
-            where = json.loads(args.where)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"--where must be a JSON object, e.g. '{{\"kind\": \"pdf\"}}' ({exc.msg})") from None
+    health = store.check(sample=QUICK_SAMPLE)
+    if not health.ok:  # a damaged vector index returns wrong pages: say so instead
+        raise JobFailed(health.summary())
     depth = max(args.k, args.rerank_depth) if args.rerank else args.k
-    hits = store.search(query, k=depth, where=where, instruction=args.instruction)
+    try:
+        hits = store.search(query, k=depth, where=where, instruction=args.instruction)
+    except StoreError:
+        raise
+    except ValueError as exc:
+        if where is None:
+            raise
+        raise UsageError(
+            f"--where {args.where}: Chroma refused this filter ({' '.join(str(exc).split())[:200]}); "
+            f"e.g. {WHERE_EXAMPLE}"
+        ) from None
     if not hits:
         raise JobFailed(f"no results: collection {args.collection!r} is empty or nothing matches the filter")
     rows = [

@@ -133,6 +133,19 @@ class LateCollection:
     def iter_metadatas(self) -> Iterator[Mapping[str, Any]]:
         return self.inner.iter_metadatas()
 
+    # read-only access for umr.store.repair (check) and the indexer, through the inner collection's guard
+    @property
+    def guard(self) -> Any:
+        return self.inner.guard
+
+    def call(self, what: str, method: str, **kwargs: Any) -> Any:
+        if method not in ("get", "query", "count", "peek"):
+            raise RuntimeError(f"{method} on a multi-vector collection must go through its paired writes")
+        return self.inner.call(what, method, **kwargs)
+
+    def iter_ids(self) -> Iterator[str]:
+        return self.inner.iter_ids()
+
     def ids_where(self, where: Mapping[str, Any]) -> list[str]:
         return self.inner.ids_where(where)
 

@@ -13,6 +13,8 @@ One module per concern:
 - ``lock``: the writer lock of an embedded database folder (shared with ``umr index --ray``);
 - ``indexer``: ingestion (walk, skip unchanged, render, embed, write, remove stale), used by
   ``ChromaStore.add_files`` and the Ray pipeline of :mod:`umr.distributed`;
+- ``faults``: bounded, retried Chroma calls and named store errors (server down or frozen, disk full,
+  damaged database); ``repair``: check the vector index, rebuild it from the stored pages;
 - ``info``: open an existing collection without a model; ``server``: a local ``chroma run``;
 - ``sources``: which paths a page set belongs to (byte-identical files share one; ``docs/paths.md``);
 - ``records``: :class:`SearchHit`, :class:`IndexReport`, :class:`DocumentInfo`, :class:`Removal`.

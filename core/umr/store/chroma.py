@@ -34,6 +34,7 @@ from umr.documents import (
     RenderPool,
     downscale,
     load_image,
+    safe_display,
     source_key,
 )
 from umr.documents.paths import PathLike
@@ -44,6 +45,7 @@ from .images import PageImages, png_bytes, write_png
 from .indexer import Indexer, ProgressCallback, embed_input, settings_key
 from .lock import WriterLock
 from .records import DocumentInfo, IndexReport, Removal, SearchHit
+from .repair import CheckReport, RebuildReport, check_vectors, rebuild_vectors
 from .sources import is_alias_key, source_paths
 
 logger = logging.getLogger(__name__)
@@ -98,6 +100,13 @@ class ChromaStore:
     more pixels are refused before decoding.  ``embed_text_layer``: embed each page as image +
     extracted text instead of image only (the text is always stored as the Chroma document).
 
+    ``request_timeout`` (seconds per request to a Chroma server; default ``$UMR_CHROMA_TIMEOUT`` or 30)
+    and ``retries`` (of a request that timed out or was refused; default ``$UMR_CHROMA_RETRIES`` or 2)
+    bound how long a dead or frozen server can stall a call; then
+    :class:`~umr.store.faults.StoreUnavailableError` names it.  A full disk raises
+    :class:`~umr.store.faults.StoreFullError`, a damaged database
+    :class:`~umr.store.faults.StoreCorruptError` (see :mod:`umr.store.faults`).
+
     Parts: ``chroma`` (:class:`ChromaCollection`), ``images`` (:class:`PageImages` or ``None``),
     ``lock`` (:class:`WriterLock`), ``indexer`` (:class:`Indexer`); ``collection`` is the raw
     ``chromadb`` collection.
@@ -125,6 +134,8 @@ class ChromaStore:
         pool_factor: int | None = None,
         first_stage: str | None = None,
         page_vectors_dir: PathLike | None = None,
+        request_timeout: float | None = None,
+        retries: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -156,7 +167,7 @@ class ChromaStore:
         if client is not None:
             self.client = client
         else:
-            self.client = chroma_client(self.path, host=host, port=port)
+            self.client = chroma_client(self.path, host=host, port=port, timeout=request_timeout, retries=retries)
         if not store_images:
             self.image_dir: Path | None = None
         elif image_dir is not None:
@@ -519,6 +530,53 @@ class ChromaStore:
             "by_kind": kinds,
             **(self.late.stats() if self.late is not None else {}),
         }
+
+    # ------------------------------------------------------------------ health
+    def check(self, sample: int = 64) -> CheckReport:
+        """Compare what the store claims with what it returns: read back the vectors of ``sample``
+        stored records (spread over the collection) and search with each; a healthy vector index finds
+        every record itself.  No model is needed.  See :mod:`umr.store.repair`."""
+        if self.path is not None:
+            command = f"umr index --rebuild --db {safe_display(self.path)}"
+        elif self.chroma.guard.is_server:
+            command = f"umr index --rebuild --host {self.chroma.guard.host} --port {self.chroma.guard.port}"
+        else:
+            command = "umr index --rebuild"
+        if self.collection_name != "umr":
+            command += f" --collection {self.collection_name}"
+        return check_vectors(
+            self.chroma, sample=sample, images=self.images, where=self._where(), rebuild_command=command,
+            folder=self.path,
+        )
+
+    @_exclusive
+    def rebuild(self, progress: Callable[[RebuildReport], None] | None = None) -> RebuildReport:
+        """Re-create every vector from the stored pages (page PNGs in the image folder and the stored
+        page text; a text record from its text), without rendering any file again: ids, metadata and
+        documents stay.  Fills a fresh collection and swaps it in when complete (a killed rebuild
+        leaves the original; run it again).  Records whose page image is gone are dropped and listed
+        in the report (``umr index`` renders their files again).  Needs the embedder of the store."""
+        if not getattr(self.embedder, "has_weights", True):  # info.RecordedModel
+            raise RuntimeError(f"rebuilding the vectors needs the embedder {self.model_id!r}; pass it to ChromaStore")
+        if self.multi_vector:
+            raise NotImplementedError(
+                f"rebuild of a multi-vector store ({self.model_id!r}) is not available: its token vectors live "
+                "beside Chroma. Re-index the documents into a new folder (umr index DOCS --db NEW_DIR)"
+            )
+        self.chroma, report = rebuild_vectors(
+            self.client, self.chroma, embed=self._embed, images=self.images,
+            embed_text_layer=self.embed_text_layer, batch_size=self.batch_size, progress=progress,
+        )
+        self.collection = self.chroma.raw
+        self.indexer.collection = self.chroma
+        logger.info("%s", report.summary())
+        return report
+
+    def _where(self) -> str:
+        if self.path is not None:
+            return safe_display(self.path)
+        g = self.chroma.guard
+        return f"{g.host}:{g.port}" if g.is_server else self.collection_name
 
     def __repr__(self) -> str:
         where = str(self.path) if self.path is not None else "server"
