@@ -146,4 +146,28 @@ def build_hostile_corpus(root: Path) -> dict[str, str]:
     expected[os.fsdecode(b"caf\xe9-latin1.pdf")] = "ok"
     make_pdf(root / "new\nline.pdf", pages=1, text="newline name")
     expected["new\nline.pdf"] = "ok"
+    # A raw 0xff byte, and a name spelling it with a literal backslash: two files, two stored names.
+    make_pdf(os.fsencode(root) + b"/bad\xff.pdf", pages=1, text="raw byte name")
+    expected[os.fsdecode(b"bad\xff.pdf")] = "ok"
+    make_pdf(root / "bad\\xff.pdf", pages=2, text="literal backslash name")
+    expected["bad\\xff.pdf"] = "ok"
+    # A byte-identical copy: shares the pages of good.pdf, listed under both paths.
+    (root / "good-copy.pdf").write_bytes((root / "good.pdf").read_bytes())
+    expected["good-copy.pdf"] = "ok"
+    # SVG: rendered by MuPDF, which never loads what the drawing links to (here a file outside).
+    (root / "drawing.svg").write_text(make_svg(link=str(root.parent / "outside.png")))
+    expected["drawing.svg"] = "ok"
+    (root / "not-really.svg").write_text('<?xml version="1.0"?>\n<html><body>xml, not svg</body></html>\n')
+    expected["not-really.svg"] = "unsupported"
     return expected
+
+
+def make_svg(text: str = "diagram", link: str = "") -> str:
+    """A small SVG drawing; ``link`` adds an ``<image>`` that refers to that file."""
+    image = f'<image x="150" y="0" width="100" height="100" href="{link}"/>' if link else ""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<svg xmlns="http://www.w3.org/2000/svg" width="300" height="200">'
+        f'<rect x="10" y="10" width="120" height="80" fill="navy"/>{image}'
+        f'<text x="20" y="150" font-size="20">{text}</text></svg>\n'
+    )

@@ -51,7 +51,8 @@ from umr.documents import (
     safe_display,
 )
 from umr.documents.paths import PathLike
-from umr.store.chroma import ChromaStore
+from umr.inputs import open_image
+from umr.store.chroma import FILE_PAGE_KEYS, ChromaStore, check_reserved
 from umr.store.collection import scalar_metadata
 from umr.store.images import png_bytes
 from umr.store.indexer import embed_input
@@ -273,9 +274,8 @@ def _render_batch(batch: Mapping[str, np.ndarray], job: _Job) -> Iterator[dict[s
 # actors
 # --------------------------------------------------------------------------------------------------
 def _decode_png(data: bytes) -> Any:
-    from PIL import Image
 
-    img = Image.open(io.BytesIO(bytes(data)))
+    img = open_image(io.BytesIO(bytes(data)))
     img.load()
     return img
 
@@ -477,6 +477,8 @@ def index_files(
     spec = embedder if isinstance(embedder, EmbedderSpec) else EmbedderSpec(os.fspath(embedder))
     if batch_size < 1 or files_per_task < 1 or pages_per_block < 1:
         raise ValueError("batch_size, files_per_task and pages_per_block must be >= 1")
+    extra = scalar_metadata(metadata, "index_files")
+    check_reserved(extra, FILE_PAGE_KEYS, "index_files")
     identity = spec.identity()
     if identity.get("multi_vector"):
         raise ValueError(
@@ -493,12 +495,12 @@ def index_files(
         image_dir=os.fsdecode(image_dir) if image_dir is not None else None, store_images=store_images,
         embed_text_layer=embed_text_layer, timeout=timeout, file_timeout=file_timeout,
         memory_limit=memory_limit, max_image_pixels=max_image_pixels, pages_per_block=pages_per_block,
-        metadata=dict(scalar_metadata(metadata, "index_files")),
+        metadata=dict(extra),
     )
     store = job.open_store(images=True)  # creates the collection (or checks it holds this model)
 
     files: list[str] = []
-    for item in store.indexer.sources(paths, exclude=exclude):
+    for item in store.indexer.sources(paths, exclude=exclude, on_skip=report.not_indexed.append):
         if isinstance(item, FileError):
             report.failed.append(item)
         else:
@@ -561,6 +563,9 @@ def index_files(
             pass
     report.pages_added = 0
     failed: list[FileError] = []
+    counted: set[tuple[str, int]] = set()  # a byte-identical copy's pages count once, as the local path
+    claims = store.indexer.batched_claims()
+    claims.__enter__()
     for (source_b, sha), row in sorted(outcome.items(), key=lambda kv: order.get(os.fsdecode(kv[0][0]), 0)):
         source = os.fsdecode(source_b)
         status = str(row["status"])
@@ -571,12 +576,15 @@ def index_files(
             failed.append(err)
             logger.warning("skipped %s: %s", safe_display(source), err.reason)
             continue
-        report.pages_added += len(written.get((source_b, sha), ()))
+        pages = {(sha, page) for page in written.get((source_b, sha), ())}
+        report.pages_added += len(pages - counted)
+        report.pages_skipped += len(pages & counted)
+        counted |= pages
         if status == "skipped":
-            report.files_skipped += 1
-            report.pages_replaced += store.indexer.remove_stale(source, sha)
+            store.indexer.finish_file(FileDone(source, sha, 0, skipped=True), report)
         else:
             store.indexer.finish_file(FileDone(source, sha, int(row["pages"])), report)
+    claims.__exit__(None, None, None)
     report.failed.extend(failed)
     seen = {os.fsdecode(k[0]) for k in outcome}
     for f in (f for f in files if f not in seen):  # pragma: no cover - a render task lost for good (Ray gave up retrying)

@@ -16,7 +16,9 @@ so the cost of a batch can be planned before any pixel is decoded.
 from __future__ import annotations
 
 import io
+import logging
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,24 @@ from urllib.parse import unquote, urlparse
 from PIL import Image, ImageFile
 
 from umr.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+def open_image(src: Any, **kwargs: Any) -> Image.Image:
+    """``PIL.Image.open(src)`` without PIL's ``DecompressionBombWarning`` on stderr: umr checks the
+    pixel count itself (``MAX_IMAGE_PIXELS``) and refuses an image over it with an error naming the
+    file; an image over PIL's lower warning threshold but within umr's limit is noted in the log."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Image.DecompressionBombWarning)
+        image = Image.open(src, **kwargs)
+    for w in caught:
+        if issubclass(w.category, Image.DecompressionBombWarning):
+            name = os.fsdecode(src) if isinstance(src, (str, bytes, os.PathLike)) else "an image"
+            logger.info("large image %s: %s", name, w.message)
+        else:  # not ours to swallow
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return image
 
 ImageLike = Union[Image.Image, str, os.PathLike, bytes, bytearray]  # noqa: UP007
 InputLike = Union["MultimodalInput", str, os.PathLike, Image.Image, bytes, bytearray, Mapping[str, Any]]
@@ -191,13 +211,13 @@ class MultimodalInput:
             return self.image
         try:
             if isinstance(self.image, bytes):
-                return Image.open(io.BytesIO(self.image))
+                return open_image(io.BytesIO(self.image))
             path = self.image
             if not path.exists():
                 raise InputError(f"image file not found: {os.fsdecode(path)!r}; check the path")
             if not path.is_file():
                 raise InputError(f"{os.fsdecode(path)!r} is not a regular file; pass an image file")
-            return Image.open(path)
+            return open_image(path)
         except InputError:
             raise
         except Image.DecompressionBombError as exc:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from umr.inputs import open_image
 from umr.recipes import EMBED_RECIPES, RERANK_RECIPES, write_recipe_marker
 
 SPECIAL_TOKENS = (
@@ -403,7 +404,7 @@ class HashEmbedder:
         elif isinstance(item, (bytes, bytearray)):
             h.update(b"B" + bytes(item))
         elif isinstance(item, os.PathLike):
-            with Image.open(item) as im:
+            with open_image(item) as im:
                 return self._digest(im.convert("RGB"))
         elif isinstance(item, Mapping):
             text, image = item.get("text"), item.get("image")

@@ -294,3 +294,79 @@ def test_eval_rerank_scores_images_given_as_file_uris_under_an_unusual_path(
     assert images == sorted([str(ds / "pages" / "chart.png"), str(ds / "pages" / "blank page.png")])
     # the blank (brightest) page is the relevant one: reranking by image brightness puts it first
     assert result["reranked"]["recall@1"] == 1.0 and result["reranked"]["mrr"] == 1.0
+
+
+SVG = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    '<svg xmlns="http://www.w3.org/2000/svg" width="300" height="200">'
+    '<rect x="10" y="10" width="120" height="80" fill="navy"/><text x="20" y="150">diagram</text></svg>\n'
+)
+
+
+def test_index_names_every_entry_it_leaves_out_and_indexes_svg(capsys, tmp_path, tiny_model_dir, sample_docs):
+    docs = tmp_path / "docs"
+    (docs / ".git").mkdir(parents=True)
+    (docs / ".git" / "x.pdf").write_bytes((sample_docs / "invoice.pdf").read_bytes())
+    shutil.copy(sample_docs / "invoice.pdf", docs / "good.pdf")
+    shutil.copy(sample_docs / "invoice.pdf", docs / ".hidden.pdf")
+    (docs / "drawing.svg").write_text(SVG)
+    (docs / "notes.txt").write_text("not a document")
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    shutil.copy(sample_docs / "invoice.pdf", other / "linked.pdf")
+    os.symlink(other, docs / "link")
+    db = docs / "umr_db"  # the index inside the folder it indexes
+    argv = ["index", str(docs), "--db", str(db), "--model", str(tiny_model_dir), "--no-progress"]
+    for attempt in range(2):
+        rc, out, _ = run(capsys, *argv, "--json")
+        assert rc == 0, out
+        report = json.loads(out)
+        assert report["files_indexed" if attempt == 0 else "files_skipped"] == 2  # good.pdf and drawing.svg
+        left = {Path(n["source"]).name: n["kind"] for n in report["not_indexed"]}
+        expected = {".git": "hidden", ".hidden.pdf": "hidden", "notes.txt": "not_a_document",
+                    "link": "symlinked_folder"}
+        if attempt == 1:  # the database exists now: one entry for the whole folder
+            expected["umr_db"] = "excluded"
+        assert left == expected and report["ignored"] == len(expected)
+        assert all(n["reason"] for n in report["not_indexed"])
+    rc, out, _ = run(capsys, "stats", "--db", str(db), "--json")
+    assert {Path(d["source"]).name for d in json.loads(out)["documents_list"]} == {"good.pdf", "drawing.svg"}
+    rc, out, _ = run(capsys, "-v", *argv)
+    assert rc == 0 and "left out 5 file(s) or folder(s)" in out
+    assert "notes.txt: not a PDF or image by its name (.txt)" in out and "link: symbolic link to a folder" in out
+    rc, out, _ = run(capsys, *argv)
+    assert "left out 5" in out and "-v lists them" in out and "notes.txt" not in out
+
+
+def test_identical_files_index_twice_and_delete_by_relative_path(
+    capsys, tmp_path, tiny_model_dir, sample_docs, monkeypatch
+):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(sample_docs / "invoice.pdf", docs / "invoice.pdf")
+    shutil.copy(sample_docs / "invoice.pdf", docs / "invoice (1).pdf")
+    raw = os.fsencode(docs) + b"/caf\xe9.pdf"  # a name that is not UTF-8
+    shutil.copy(sample_docs / "router_manual.pdf", os.fsdecode(raw))
+    db = tmp_path / "db"
+    argv = ["index", str(docs), "--db", str(db), "--model", str(tiny_model_dir), "--no-progress", "--json"]
+    for _ in range(2):  # the first run wrote both copies' pages in one batch; the second skips all
+        rc, out, _ = run(capsys, *argv)
+        assert rc == 0 and json.loads(out)["failed"] == []
+    rc, out, _ = run(capsys, "stats", "--db", str(db), "--json")
+    stats = json.loads(out)
+    assert stats["records"] == 3 and stats["documents"] == 3  # invoice (1 page, twice), router manual (2)
+    names = sorted(Path(d["source"]).name for d in stats["documents_list"])
+    assert names == sorted(["invoice.pdf", "invoice (1).pdf", "caf\\xe9.pdf"])
+    rc, out, _ = run(capsys, "search", "invoice total", "--db", str(db), "-k", "3", "--json")
+    hit = next(r for r in json.loads(out) if "invoice" in r["source"])
+    assert sorted(Path(s).name for s in hit["sources"]) == ["invoice (1).pdf", "invoice.pdf"]
+
+    monkeypatch.chdir(docs)  # paths as the user types them here: relative, and with the raw byte
+    rc, out, _ = run(capsys, "delete", "invoice (1).pdf", "--db", str(db))  # the first path: the other takes over
+    assert rc == 0 and "removed 0 record(s)" in out and "kept 1 record(s)" in out
+    rc, out, _ = run(capsys, "delete", "invoice.pdf", os.fsdecode(b"caf\xe9.pdf"), "--db", str(db))
+    assert rc == 0 and "removed 1 record(s) of" in out and "removed 2 record(s) of" in out and "caf\\xe9.pdf" in out
+    rc, out, _ = run(capsys, "stats", "--db", str(db), "--json")
+    assert json.loads(out)["records"] == 0
+    rc, _, err = run(capsys, "delete", "invoice.pdf", "--db", str(db))
+    assert rc == 1 and "nothing stored for invoice.pdf" in err

@@ -64,3 +64,30 @@ def test_image_errors_name_the_input(tmp_path: Path) -> None:
         MultimodalInput(image=bad).load_image()
     with pytest.raises(InputError, match="not a regular file"):
         MultimodalInput(image=tmp_path).image_size()
+
+
+def test_a_large_image_gives_no_pil_warning_on_stderr_but_a_log_notice(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import warnings
+
+    from umr.inputs import MAX_IMAGE_PIXELS
+
+    big = tmp_path / "big.png"
+    Image.new("1", (10_000, 9_500)).save(big)  # 95 Mpx: over PIL's warning threshold, under umr's limit
+    assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < 95_000_000 < MAX_IMAGE_PIXELS
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO, logger="umr.inputs"):
+        warnings.simplefilter("always")
+        item = MultimodalInput(image=big)
+        assert item.image_size() == (10_000, 9_500)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert any("large image" in r.getMessage() and str(big) in r.getMessage() for r in caplog.records)
+    # over umr's own limit: an error naming the file, still no PIL warning
+    huge = tmp_path / "huge.png"
+    Image.new("1", (15_000, 12_500)).save(huge)  # 187.5 Mpx
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(InputError, match=r"huge\.png.*too many pixels.*downscale it first"):
+            MultimodalInput(image=huge).image_size()
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]

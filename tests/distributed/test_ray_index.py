@@ -52,6 +52,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     docs = tmp_path_factory.mktemp("corpus")
     make_pdf(docs / "report.pdf", pages=3, text="quarterly revenue")
     make_pdf(docs / "memo.pdf", pages=1, text="memo")
+    (docs / "memo-copy.pdf").write_bytes((docs / "memo.pdf").read_bytes())  # shares memo.pdf's page
     make_png(docs / "chart.png", size=(300, 200))
     make_png(docs / "photo.png", size=(90, 160), color=(10, 120, 200))
     (docs / "broken.pdf").write_bytes(b"%PDF-1.7\nthis is not a pdf at all")
@@ -74,8 +75,17 @@ def _facts(report: Any) -> tuple:
 
 
 def _by_id(got: dict) -> dict[str, tuple]:
+    """Records by id; of the paths of a page shared by identical files, the set (which one is ``source``
+    depends on which writer came first)."""
+    from umr.store.sources import source_paths
+
+    def facts(m: dict) -> dict:
+        out = {k: v for k, v in m.items() if k not in VOLATILE and k != "filename" and not k.startswith("source")}
+        out["paths"] = sorted(source_paths(m))
+        return out
+
     return {
-        i: (np.asarray(e, dtype=np.float32), {k: v for k, v in m.items() if k not in VOLATILE}, d)
+        i: (np.asarray(e, dtype=np.float32), facts(m), d)
         for i, e, m, d in zip(got["ids"], got["embeddings"], got["metadatas"], got["documents"])
     }
 
@@ -197,6 +207,8 @@ def test_write_stage_is_idempotent(chroma_server, tiny_embedder: Any, tmp_path: 
 @pytest.mark.slow
 def test_cli_ray_into_a_db_folder(ray_session, tiny_model_dir: Path, corpus: Path, tmp_path: Path, capsys) -> None:
     """``umr index --ray --db DIR`` serves the folder for the job; the local path then finds it complete."""
+    import json
+
     from umr.cli import main
 
     db = tmp_path / "db"
@@ -204,7 +216,12 @@ def test_cli_ray_into_a_db_folder(ray_session, tiny_model_dir: Path, corpus: Pat
             "--no-progress"]
     assert main([*args, "--ray", "--actors", "1"]) == 1  # broken.pdf
     out = capsys.readouterr().out
-    assert "indexed 4 file(s), 6 page(s) added; 0 file(s) unchanged" in out and "FAILED" in out
+    # memo-copy.pdf shares memo.pdf's page: stored once, skipped once, listed under both paths
+    assert "indexed 5 file(s), 6 page(s) added; 0 file(s) unchanged (1 page(s) skipped)" in out and "FAILED" in out
     assert len(list((db / "images").rglob("*.png"))) == 6
     assert main(args) == 1
-    assert "indexed 0 file(s), 0 page(s) added; 4 file(s) unchanged (6 page(s) skipped)" in capsys.readouterr().out
+    assert "indexed 0 file(s), 0 page(s) added; 5 file(s) unchanged (7 page(s) skipped)" in capsys.readouterr().out
+    assert main(["stats", "--db", str(db), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["documents_list"]
+    assert sorted(Path(d["source"]).name for d in listed) == ["chart.png", "memo-copy.pdf", "memo.pdf", "photo.png",
+                                                              "report.pdf"]

@@ -39,13 +39,22 @@ def _error(path: Path, **kw) -> DocumentError:
         (b"II*\x00", "image", "TIFF"),
         (b"MM\x00*", "image", "TIFF"),
         (b"BM" + b"\x00" * 30, "image", "BMP"),
+        (b'<svg xmlns="http://www.w3.org/2000/svg">', "image", "SVG"),
+        (b'\xef\xbb\xbf\n<?xml version="1.0"?>\n<!-- drawn -->\n<!DOCTYPE svg>\n<svg width="1">', "image", "SVG"),
     ],
 )
 def test_sniff_by_magic_bytes(head: bytes, kind: str, fmt: str) -> None:
     assert sniff(head) == (kind, fmt)
 
 
-@pytest.mark.parametrize(("head", "hint"), [(b"hello world\n", "plain text"), (b"PK\x03\x04rest", "ZIP")])
+@pytest.mark.parametrize(
+    ("head", "hint"),
+    [
+        (b"hello world\n", "plain text"),
+        (b"PK\x03\x04rest", "ZIP"),
+        (b'<?xml version="1.0"?><html><p>see <svg> here</p></html>', "XML/HTML"),
+    ],
+)
 def test_sniff_refuses_other_content_with_a_hint(head: bytes, hint: str) -> None:
     with pytest.raises(DocumentError) as info:
         sniff(head)
@@ -216,3 +225,20 @@ def test_pages_are_streamed_lazily(tmp_path: Path) -> None:
     first = next(it)
     assert first.page == 1 and first.page_count == 50
     it.close()
+
+
+def test_svg_renders_within_budget_with_its_text_and_never_reads_linked_files(tmp_path: Path) -> None:
+    from tests.hostile_corpus import make_png, make_svg
+
+    secret = tmp_path / "secret.png"
+    make_png(secret, size=(100, 100), color=(255, 0, 0))
+    path = tmp_path / "drawing.svg"
+    path.write_text(make_svg("hello diagram", link=str(secret)))
+    (page,) = list(iter_pages(path, BUDGET))
+    assert page.kind == "image" and page.page_count == 1 and page.width * page.height <= BUDGET
+    assert page.width / page.height == pytest.approx(1.5, rel=0.02) and "hello diagram" in page.text
+    # The linked PNG is red; MuPDF leaves external images out, so no red shows where it would be.
+    region = page.image.crop((page.width // 2 + page.width // 8, 0, page.width, page.height // 2))
+    assert all(not (r > 200 and g < 60 and b < 60) for r, g, b in region.getdata())
+    path.write_text("<svg xmlns='http://www.w3.org/2000/svg' width='0' height='0'></svg>")
+    assert _error(path).kind in ("corrupt", "zero_pages")

@@ -1,6 +1,8 @@
 """Index a folder with a HashEmbedder; run as a subprocess by the store tests.
 
 usage: index_script.py FOLDER (--db PATH | --host H --port P) [--sleep S] [--progress FILE]
+
+A store fault (:class:`umr.store.faults.StoreError`) prints one line and exits 3.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import time
 from typing import Any
 
 from umr.store import ChromaStore
+from umr.store.faults import StoreError
 from umr.testing import HashEmbedder
 
 
@@ -49,7 +52,11 @@ def main() -> int:
             with open(args.progress, "a") as fh:
                 fh.write(f"{report.pages_added}\n")
 
-    report = store.add_files(args.folder, progress=progress)
+    try:
+        report = store.add_files(args.folder, progress=progress)
+    except StoreError as exc:  # what the CLI prints: one line naming the store and what to do
+        print(f"store error: {exc}", file=sys.stderr)
+        return 3
     print(report.summary())
     return 0 if report.ok else 1
 

@@ -102,10 +102,11 @@ def test_hostile_corpus_fails_cleanly_and_loses_nothing(
     assert all(e.reason for e in report.failed)
     stored = _all(store)
     assert before <= set(stored)  # nothing stored before is lost
-    sources = {os.path.basename(m["source"]) for m in stored.values()}
+    sources = {os.path.basename(d.source) for d in store.documents()}
     ok_names = {source_key(n) for n, k in expected.items() if k == "ok"}
-    assert ok_names <= sources
+    assert ok_names <= sources  # every good file is listed, a byte-identical copy too
     assert "caf\\xe9-latin1.pdf" in sources  # non-UTF-8 name stored as an escaped, UTF-8-clean string
+    assert {"bad\\xff.pdf", "bad\\\\xff.pdf"} <= sources  # a raw 0xff byte, and a literal backslash
     assert not (set(bad) & sources)  # in particular no partial pages of dies-midway.pdf
     for doc in store.documents():
         assert doc.complete

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +46,9 @@ def test_the_cli_and_the_store_share_one_writer_lock(tmp_path: Path, store: Chro
     try:
         assert entered.wait(30)
         busy = WriterLock(tmp_path / "db")
-        with pytest.raises(StoreBusyError, match="another process is writing"), busy.hold(wait=False):
+        with pytest.raises(StoreBusyError, match=rf"another umr process \(pid {os.getpid()}\) is writing"), busy.hold(
+            wait=False
+        ):
             pass
     finally:
         release.set()
@@ -98,3 +103,32 @@ def test_collection_writes_in_batches_and_refuses_another_model(tmp_path: Path) 
         ChromaCollection.open(client, "parts", collection_metadata("other", 8, "fp2", 1000))
     with pytest.raises(TypeError, match="join lists"):
         scalar_metadata({"tags": ["a", "b"]}, "t")
+
+
+def test_a_waiting_writer_says_once_whom_it_waits_for(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from umr.cli import configure_logging
+
+    holder, waiter = WriterLock(tmp_path / "db"), WriterLock(tmp_path / "db")
+    got_it = threading.Event()
+
+    def wait_for_it() -> None:
+        with waiter.hold():
+            got_it.set()
+
+    with caplog.at_level(logging.WARNING, logger="umr.store.lock"), holder.hold():
+        thread = threading.Thread(target=wait_for_it)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not got_it.is_set()  # really waiting
+    thread.join(30)
+    assert got_it.is_set()
+    (record,) = [r for r in caplog.records if r.name == "umr.store.lock"]
+    assert record.getMessage().startswith(
+        f"waiting for another umr process writing to {tmp_path / 'db'} (pid {os.getpid()})"
+    )
+    # the CLI's default log level shows it (only failed-file notes of the indexer are left to the summary)
+    configure_logging(verbose=False, quiet=False)
+    assert logging.getLogger("umr.store.lock").isEnabledFor(logging.WARNING)
+    assert logging.getLogger("umr.store.faults").isEnabledFor(logging.WARNING)

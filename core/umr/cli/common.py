@@ -44,6 +44,13 @@ def display(path: str | os.PathLike | bytes) -> str:
     return safe_display(path)
 
 
+def display_source(key: str) -> str:
+    """A stored ``source`` (already a key, see :func:`umr.documents.source_key`) printable on one line."""
+    from umr.documents.names import display_key
+
+    return display_key(str(key))
+
+
 def show_progress(args: argparse.Namespace) -> bool:
     """Progress bars and notes: on a terminal, unless ``--quiet`` or ``--no-progress``."""
     return not getattr(args, "no_progress", False) and not args.quiet and sys.stderr.isatty()
@@ -135,12 +142,21 @@ def load_embedder(args: argparse.Namespace, recorded: str | None = None) -> Any:
         logger.info("embedding on the server %s (model %s)", args.server, served)
         return RemoteEmbedder(args.server, served, api_key=args.api_key, recipe=args.recipe, api=args.server_api)
     from umr.embedder import Embedder
+    from umr.errors import UnknownRecipeError
 
     logger.info("loading embedder %s", name)
-    return Embedder.from_pretrained(
-        name, device=args.device, dtype=args.dtype, recipe=args.recipe,
-        trust_remote_code=getattr(args, "trust_remote_code", False),
-    )
+    try:
+        return Embedder.from_pretrained(
+            name, device=args.device, dtype=args.dtype, recipe=args.recipe,
+            trust_remote_code=getattr(args, "trust_remote_code", False),
+        )
+    except UnknownRecipeError as exc:
+        raise UsageError(cli_words(str(exc))) from None
+
+
+def cli_words(message: str) -> str:
+    """A library message in the words of the command line (``recipe=<name>`` -> ``--recipe NAME``)."""
+    return message.replace("pass recipe=<name>", "pass --recipe NAME").replace("recipe=<name>", "--recipe NAME")
 
 
 def load_reranker(name: str, args: argparse.Namespace) -> Any:
@@ -204,6 +220,32 @@ def check_db(args: argparse.Namespace, must_exist: bool) -> None:
         raise JobFailed(f"no index at {display(db)}: run `umr index PATH --db {display(db)}` first")
     if db.exists() and not os.access(db, os.W_OK):
         raise JobFailed(f"the index folder {display(db)} is not writable (read-only disk or permissions)")
+
+
+WHERE_EXAMPLE = '\'{"kind": "pdf"}\' or \'{"$and": [{"kind": "pdf"}, {"page": {"$lte": 3}}]}\''
+
+
+def parse_where(text: str | None) -> dict[str, Any] | None:
+    """``--where``: a JSON object (a Chroma metadata filter), or a :class:`UsageError` with an example."""
+    if not text:
+        return None
+    import json
+
+    try:
+        where = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--where must be a JSON object, e.g. {WHERE_EXAMPLE} ({exc.msg})") from None
+    if not isinstance(where, dict) or not where:
+        got = "an empty object" if isinstance(where, dict) else f"a JSON {_json_kind(where)}"
+        raise UsageError(f"--where must be a non-empty JSON object of metadata conditions, e.g. {WHERE_EXAMPLE}; "
+                         f"got {got}")
+    return where
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )
 
 
 def image_path(uri: str) -> Path | None:

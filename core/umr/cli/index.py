@@ -21,6 +21,7 @@ from .common import (
     add_store_args,
     check_db,
     display,
+    err,
     load_embedder,
     model_name,
     open_readonly,
@@ -30,12 +31,12 @@ from .common import (
     show_progress,
 )
 
-DOC_SUFFIXES = {".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+DOC_SUFFIXES = {".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".svg"}
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("index", help="index PDFs and images (folders are walked)")
-    p.add_argument("paths", nargs="*", metavar="PATH")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="files and folders to index")
     add_store_args(p)
     add_image_dir_arg(p)
     add_lexical_dir_arg(p)
@@ -50,6 +51,10 @@ def register(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="pages embedded at a time (default 16)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--rebuild", action="store_true",
+                   help="re-create every vector from the stored pages (page images and text; nothing is "
+                        "rendered again), e.g. after `umr stats --check` found the vector index damaged; "
+                        "then index PATH... if given")
     add_server_args(p)
     g = p.add_argument_group("bulk indexing on Ray (pip install 'umr[ray]')")
     g.add_argument("--ray", action="store_true",
@@ -61,42 +66,54 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def collect_files(paths: Sequence[str]) -> tuple[list[str], int]:
-    """Files to index: explicit files as given, folders walked for PDFs and images; and how many
-    other files the walk ignored."""
-    from umr.documents import FileError, walk
+def own_folders(args: argparse.Namespace) -> list[str]:
+    """The index's own folders (database, page images), never indexed even when a walk reaches them."""
+    folders = [] if args.host else [args.db]
+    if args.image_dir:
+        folders.append(args.image_dir)
+    elif not args.host:
+        folders.append(os.path.join(args.db, "images"))
+    return folders
+
+
+def collect_files(paths: Sequence[str], own: Sequence[str] = ()) -> tuple[list[str], list[Any]]:
+    """Files to index: explicit files as given, folders walked for PDFs and images (by name); and the
+    entries the walk left out (:class:`umr.documents.NotIndexed`: other file types, hidden entries,
+    symlinked folders, the index's own folders), each with its reason."""
+    from umr.documents import FileError, NotIndexed, walk
 
     files: list[str] = []
-    ignored = 0
+    left_out: list[NotIndexed] = []
     for p in paths:
         if not os.path.lexists(p):
             raise UsageError(f"no such file or directory: {display(p)}")
-        if os.path.isdir(p):
-            for entry in walk([p]):
-                if isinstance(entry, FileError):
-                    files.append(entry.source)  # reported as a failure by the store
-                elif Path(entry).suffix.lower() in DOC_SUFFIXES:
-                    files.append(entry)
-                else:
-                    ignored += 1
-        else:
-            files.append(p)
-    return files, ignored
+        for entry in walk([p], exclude=own, suffixes=DOC_SUFFIXES, on_skip=left_out.append,
+                          exclude_reason="inside the index's own folder (--db or --image-dir): never indexed"):
+            files.append(entry.source if isinstance(entry, FileError) else entry)  # failures: reported by the store
+    return files, left_out
+
+
+#: records the quick vector check samples before indexing (a damaged index would skip every file)
+QUICK_SAMPLE = 8
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.paths and not args.rebuild and not args.rebuild_lexical:
+        raise UsageError("give the files or folders to index (PATH...), or --rebuild / --rebuild-lexical")
+    if (args.rebuild or args.rebuild_lexical) and args.ray:
+        raise UsageError("--rebuild and --rebuild-lexical run locally; drop --ray")
     if not args.paths:
-        if not args.rebuild_lexical:
-            raise UsageError("give the PDF/image files or folders to index (or --rebuild-lexical)")
-        return rebuild_lexical(args)
-    if args.rebuild_lexical and args.ray:
-        raise UsageError("--rebuild-lexical and --ray: run them one after the other")
-    files, ignored = collect_files(args.paths)
+        rc = rebuild(args) if args.rebuild else 0
+        return rebuild_lexical(args) if args.rebuild_lexical else rc
+    files, ignored = collect_files(args.paths, own_folders(args))
     if not files:
         where = ", ".join(display(p) for p in args.paths)
+        if args.verbose:
+            for n in ignored:
+                err(f"  left out {display(n.source)}: {n.reason}")
         raise JobFailed(
             f"no PDF or image files found in {where}"
-            + (f" ({ignored} other file(s) ignored)" if ignored else "")
+            + (f" ({len(ignored)} other file(s) or folder(s) left out; -v lists them)" if ignored else "")
             + f"; supported: {', '.join(sorted(DOC_SUFFIXES))}"
         )
     check_db(args, must_exist=False)
@@ -110,6 +127,13 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(args, embedder, workers=args.workers, timeout=args.timeout, batch_size=args.batch_size)
     if args.rebuild_lexical:
         rebuild_lexical(args, store)
+    if args.rebuild:
+        rebuild_store(args, store)
+    else:
+        health = store.check(sample=QUICK_SAMPLE)
+        if not health.ok:
+            store.close()
+            raise JobFailed(health.summary())
     bar = None
     started = time.monotonic()
     if show_progress(args):
@@ -166,6 +190,47 @@ def sync_lexical_after_ray(args: argparse.Namespace) -> None:
         return
     if store.lexical is not None:
         store.lexical.repair()
+def rebuild(args: argparse.Namespace) -> int:
+    """``umr index --rebuild`` without paths: re-create the vectors of the collection, nothing else."""
+    check_db(args, must_exist=True)
+    recorded = None if args.model or args.server_model else recorded_model(args)
+    if recorded is None and not (args.model or args.server_model):
+        where = f"{args.host}:{args.port}" if args.host else display(args.db)
+        raise JobFailed(f"collection {args.collection!r} does not exist at {where}: nothing to rebuild")
+    embedder = load_embedder(args, recorded)
+    store = open_store(args, embedder, batch_size=args.batch_size)
+    try:
+        report = rebuild_store(args, store)
+    finally:
+        store.close()
+    return 0 if not report.dropped else 1
+
+
+def rebuild_store(args: argparse.Namespace, store: Any) -> Any:
+    """Rebuild the vectors of ``store`` and print what happened."""
+    bar = None
+    if show_progress(args):
+        from tqdm import tqdm
+
+        bar = tqdm(total=store.count(), unit="record", desc="rebuilding", file=sys.stderr, dynamic_ncols=True)
+
+    def progress(report: Any) -> None:
+        if bar is not None:
+            bar.update(max(0, report.rebuilt - bar.n))
+
+    try:
+        report = store.rebuild(progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json and not args.paths:  # with PATH... the index summary is the one JSON document
+        out(json.dumps({"rebuilt": report.rebuilt, "seconds": round(report.seconds, 3),
+                        "dropped": [{"id": i, "source": display(s)} for i, s in report.dropped]}, indent=2))
+    elif args.json:
+        err(f"umr index: {report.summary()}")
+    elif not args.quiet:
+        out(report.summary())
+    return report
 
 
 def index_with_ray(args: argparse.Namespace, files: list[str]) -> Any:
@@ -213,9 +278,10 @@ def index_with_ray(args: argparse.Namespace, files: list[str]) -> Any:
         raise JobFailed(str(exc)) from None
 
 
-def print_report(args: argparse.Namespace, report: Any, ignored: int) -> None:
+def print_report(args: argparse.Namespace, report: Any, ignored: list[Any]) -> None:
+    left_out = list(ignored) + list(getattr(report, "not_indexed", []))
     if args.json:
-        out(json.dumps(report_json(report, ignored), indent=2))
+        out(json.dumps(report_json(report, left_out), indent=2))
     elif not args.quiet:
         out(
             f"indexed {report.files_indexed} file(s), {report.pages_added} page(s) added; "
@@ -224,20 +290,37 @@ def print_report(args: argparse.Namespace, report: Any, ignored: int) -> None:
         )
         if report.pages_replaced:
             out(f"replaced {report.pages_replaced} page(s) of changed files")
-        if ignored:
-            out(f"ignored {ignored} file(s) that are not PDFs or images")
+        if left_out:
+            kinds: dict[str, int] = {}
+            for n in left_out:
+                kinds[n.kind] = kinds.get(n.kind, 0) + 1
+            detail = ", ".join(f"{count} {LEFT_OUT_WORDS.get(kind, kind)}" for kind, count in sorted(kinds.items()))
+            out(f"left out {len(left_out)} file(s) or folder(s): {detail}"
+                + ("" if args.verbose else " (-v lists them)"))
+            if args.verbose:
+                for n in left_out:
+                    out(f"  left out {display(n.source)}: {n.reason}")
         for e in report.failed:
             out(f"  FAILED {display(e.source)}: {e.reason}")
 
 
-def report_json(report: Any, ignored: int) -> dict[str, Any]:
+LEFT_OUT_WORDS = {
+    "not_a_document": "not PDFs or images",
+    "hidden": "hidden",
+    "symlinked_folder": "symlinked folders",
+    "excluded": "in the index's own folder",
+}
+
+
+def report_json(report: Any, left_out: list[Any]) -> dict[str, Any]:
     return {
         "files_indexed": report.files_indexed,
         "files_skipped": report.files_skipped,
         "pages_added": report.pages_added,
         "pages_skipped": report.pages_skipped,
         "pages_replaced": report.pages_replaced,
-        "ignored": ignored,
+        "ignored": len(left_out),
+        "not_indexed": [{"source": display(n.source), "kind": n.kind, "reason": n.reason} for n in left_out],
         "seconds": round(report.seconds, 3),
         "failed": [{"source": display(e.source), "kind": e.kind, "reason": e.reason} for e in report.failed],
     }

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import (
+    WHERE_EXAMPLE,
     JobFailed,
     UsageError,
     add_lexical_dir_arg,
@@ -17,6 +18,7 @@ from .common import (
     add_store_args,
     check_db,
     display,
+    display_source,
     err,
     image_path,
     load_embedder,
@@ -24,9 +26,13 @@ from .common import (
     open_readonly,
     open_store,
     out,
+    parse_where,
     positive_int,
     recorded_model,
 )
+
+#: records the quick vector check samples before searching (a damaged index returns wrong pages)
+QUICK_SAMPLE = 8
 
 
 def register(sub: Any) -> None:
@@ -96,27 +102,38 @@ def run(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise UsageError("-k must be at least 1")
     query = query_input(args)
+    where = parse_where(args.where)
     check_db(args, must_exist=True)
     recorded = None if args.model or args.server_model else recorded_model(args)
     if recorded is None and not args.host and not (args.model or args.server_model):
         raise JobFailed(
             f"collection {args.collection!r} does not exist in {display(args.db)}: run `umr index` first"
         )
+    from umr.errors import QueryError
+    from umr.store.faults import StoreError
+
     if args.mode == "lexical" and not args.rerank:  # BM25 only: no model to load
         store = open_readonly(args)
     else:
         store = open_store(args, load_embedder(args, recorded))
+        health = store.check(sample=QUICK_SAMPLE)
+        if not health.ok:  # a damaged vector index returns wrong pages: say so instead
+            raise JobFailed(health.summary())
     if args.mode != "dense":
         check_lexical(args, store)
-    where = None
-    if args.where:
-        try:
-            where = json.loads(args.where)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"--where must be a JSON object, e.g. '{{\"kind\": \"pdf\"}}' ({exc.msg})") from None
     depth = max(args.k, args.rerank_depth) if args.rerank else args.k
-    hits = store.search(query, k=depth, where=where, instruction=args.instruction, mode=args.mode,
-                        fusion=args.fusion, depth=args.depth)
+    try:
+        hits = store.search(query, k=depth, where=where, instruction=args.instruction, mode=args.mode,
+                            fusion=args.fusion, depth=args.depth)
+    except (StoreError, QueryError):
+        raise
+    except ValueError as exc:
+        if where is None:
+            raise
+        raise UsageError(
+            f"--where {args.where}: Chroma refused this filter ({' '.join(str(exc).split())[:200]}); "
+            f"e.g. {WHERE_EXAMPLE}"
+        ) from None
     if not hits:
         raise JobFailed(f"no results: collection {args.collection!r} is empty or nothing matches the filter")
     rows = [
@@ -124,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             "id": h.id,
             "score": round(float(h.score), 6),
             "source": h.metadata.get("source", ""),
+            "sources": h.sources,
             "page": h.metadata.get("page", 0),
             "kind": h.metadata.get("kind", ""),
             "image_uri": h.image_uri,
@@ -146,8 +164,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         score = f"{row['score']:.4f}" + (f"  rerank {row['rerank_score']:.4f}" if "rerank_score" in row else "")
-        where_s = display(str(row["source"])) + (f"  p.{row['page']}" if row["page"] else "")
+        where_s = display_source(str(row["source"])) + (f"  p.{row['page']}" if row["page"] else "")
         out(f"{row['rank']:>3}. {score}  {where_s}")
+        for other in row["sources"][1:]:  # byte-identical files at other paths
+            out(f"     also {display_source(other)}")
         if row["snippet"]:
             out(f"     {row['snippet']}")
     return 0

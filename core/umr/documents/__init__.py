@@ -2,8 +2,8 @@
 
 No torch / transformers here: this package runs in light worker processes.
 
-- :func:`walk` expands folders into files (sorted, hidden entries skipped, non-regular files
-  reported as :class:`FileError`).
+- :func:`walk` expands folders into files (sorted; hidden entries, symlinked folders and excluded
+  folders left out and reported as :class:`NotIndexed`; non-regular files reported as :class:`FileError`).
 - :func:`render_files` renders many files in worker processes with time and memory limits and
   yields :class:`Page`, :class:`FileDone` and :class:`FileError` records.
 - :func:`iter_pages` renders one trusted file in this process.
@@ -12,6 +12,7 @@ No torch / transformers here: this package runs in light worker processes.
 
 from __future__ import annotations
 
+from .names import display_key, path_from_key
 from .paths import check_regular, file_sha256, safe_display, source_key, walk
 from .records import (
     ERROR_KINDS,
@@ -19,6 +20,7 @@ from .records import (
     DocumentKind,
     FileDone,
     FileError,
+    NotIndexed,
     Page,
     RenderRecord,
 )
@@ -46,16 +48,19 @@ __all__ = [
     "DocumentKind",
     "FileDone",
     "FileError",
+    "NotIndexed",
     "Page",
     "RenderPool",
     "RenderRecord",
     "check_regular",
+    "display_key",
     "downscale",
     "file_sha256",
     "fit_size",
     "iter_pages",
     "load_image",
     "open_document",
+    "path_from_key",
     "render_files",
     "safe_display",
     "sniff",

@@ -7,11 +7,23 @@ import hashlib
 import logging
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .names import PathLike, _as_str, safe_display, source_key
-from .records import EMPTY, NOT_FOUND, NOT_REGULAR, UNREADABLE, DocumentError, FileError
+from .records import (
+    EMPTY,
+    EXCLUDED,
+    HIDDEN,
+    NOT_A_DOCUMENT,
+    NOT_FOUND,
+    NOT_REGULAR,
+    SYMLINKED_FOLDER,
+    UNREADABLE,
+    DocumentError,
+    FileError,
+    NotIndexed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,23 +79,40 @@ def file_sha256(path: PathLike) -> str:
     return digest.hexdigest()
 
 
-def walk(paths: PathLike | Iterable[PathLike], *, include_hidden: bool = False) -> Iterator[str | FileError]:
+SkipCallback = Callable[[NotIndexed], None]
+
+
+def walk(
+    paths: PathLike | Iterable[PathLike],
+    *,
+    include_hidden: bool = False,
+    exclude: Sequence[PathLike] = (),
+    suffixes: Collection[str] | None = None,
+    on_skip: SkipCallback | None = None,
+    exclude_reason: str = "inside an excluded folder: never indexed",
+) -> Iterator[str | FileError]:
     """Expand files and folders into file paths, recursively, in a deterministic order.
 
-    Folders are walked depth-first with entries sorted by name (bytewise); hidden entries
-    (names starting with ``.``) are skipped unless ``include_hidden``.  Paths named
-    explicitly are always yielded.  Symlinks to folders are not followed (no cycles);
-    symlinks to files are.  Things that are not regular files (FIFOs, sockets, devices,
-    dangling symlinks) and unreadable folders come out as :class:`FileError` records rather
-    than being opened.  Regular files are yielded as ``str`` (surrogate-escaped where the
-    name is not UTF-8); whether their content is a document is decided later.
+    Folders are walked depth-first with entries sorted by name (bytewise).  Left out, each reported
+    once to ``on_skip`` as a :class:`NotIndexed` record (a folder as one entry, not file by file):
+    hidden entries (names starting with ``.``) unless ``include_hidden``; symlinks to folders (not
+    followed: no cycles); anything at or under a folder of ``exclude`` (``exclude_reason`` says
+    why, named paths too); with ``suffixes`` (lower-case, e.g. ``{".pdf", ".png"}``), files found in
+    folders whose name has another suffix.  Paths named explicitly are otherwise always yielded.
+    Symlinks to files are followed.  Things that are not regular files (FIFOs, sockets, devices,
+    dangling symlinks) and unreadable folders come out as :class:`FileError` records rather than
+    being opened.  Regular files are yielded as ``str`` (surrogate-escaped where the name is not
+    UTF-8); whether their content is a document is decided later.
     """
     if isinstance(paths, (str, bytes, os.PathLike)):
         paths = [paths]
+    walker = _Walker(include_hidden, exclude, suffixes, on_skip, exclude_reason)
     for item in paths:
         p = _as_str(item)
+        if walker.excluded(p):
+            continue
         if os.path.isdir(p):  # a folder (or a symlink to one, named explicitly)
-            yield from _walk_dir(p, include_hidden)
+            yield from walker.folder(p)
         else:
             yield from _check_entry(p)
 
@@ -97,26 +126,67 @@ def _check_entry(p: str) -> Iterator[str | FileError]:
     yield p
 
 
-def _walk_dir(root: str, include_hidden: bool) -> Iterator[str | FileError]:
-    try:
-        with os.scandir(root) as it:
-            entries = sorted(it, key=lambda e: os.fsencode(e.name))
-    except OSError as exc:
-        yield FileError(root, f"cannot list folder ({exc.strerror}): check permissions", UNREADABLE)
-        return
-    for entry in entries:
-        if not include_hidden and entry.name.startswith("."):
-            continue
+class _Walker:
+    def __init__(
+        self,
+        include_hidden: bool,
+        exclude: Sequence[PathLike],
+        suffixes: Collection[str] | None,
+        on_skip: SkipCallback | None,
+        exclude_reason: str,
+    ) -> None:
+        self.include_hidden = include_hidden
+        self.exclude = [os.path.abspath(_as_str(e)) for e in exclude]
+        self.suffixes = {s.lower() for s in suffixes} if suffixes is not None else None
+        self.on_skip = on_skip
+        self.exclude_reason = exclude_reason
+
+    def skip(self, path: str, kind: str, reason: str) -> None:
+        logger.debug("not indexed: %s (%s)", safe_display(path), reason)
+        if self.on_skip is not None:
+            self.on_skip(NotIndexed(path, reason, kind))
+
+    def excluded(self, path: str) -> bool:
+        if not self.exclude:
+            return False
+        full = os.path.abspath(path)
+        if any(full == root or full.startswith(root.rstrip(os.sep) + os.sep) for root in self.exclude):
+            self.skip(path, EXCLUDED, self.exclude_reason)
+            return True
+        return False
+
+    def folder(self, root: str) -> Iterator[str | FileError]:
         try:
-            is_dir = entry.is_dir(follow_symlinks=False)
-        except OSError:
-            is_dir = False
-        if is_dir:
-            yield from _walk_dir(entry.path, include_hidden)
-        elif entry.is_symlink() and os.path.isdir(entry.path):
-            logger.debug("not following symlink to folder %s", safe_display(entry.path))
-        else:
-            yield from _check_entry(entry.path)
+            with os.scandir(root) as it:
+                entries = sorted(it, key=lambda e: os.fsencode(e.name))
+        except OSError as exc:
+            yield FileError(root, f"cannot list folder ({exc.strerror}): check permissions", UNREADABLE)
+            return
+        for entry in entries:
+            if not self.include_hidden and entry.name.startswith("."):
+                self.skip(entry.path, HIDDEN, "hidden (its name starts with '.'): name it explicitly to index it")
+                continue
+            if self.excluded(entry.path):
+                continue
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                yield from self.folder(entry.path)
+            elif entry.is_symlink() and os.path.isdir(entry.path):
+                self.skip(
+                    entry.path, SYMLINKED_FOLDER,
+                    "symbolic link to a folder: not followed (no cycles); name it explicitly to index it",
+                )
+            elif self.suffixes is not None and os.path.splitext(entry.name)[1].lower() not in self.suffixes:
+                suffix = os.path.splitext(entry.name)[1].lower() or "no suffix"
+                self.skip(
+                    entry.path, NOT_A_DOCUMENT,
+                    f"not a PDF or image by its name ({suffix}); supported: {', '.join(sorted(self.suffixes))}",
+                )
+            else:
+                yield from _check_entry(entry.path)
 
 
 def as_path(path: PathLike) -> Path:

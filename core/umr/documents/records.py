@@ -31,6 +31,7 @@ CRASH = "crash"
 MEMORY = "memory"
 UNREADABLE = "unreadable"
 INTERNAL = "internal"
+INCOMPLETE = "incomplete"
 
 ERROR_KINDS: frozenset[str] = frozenset(
     {
@@ -47,6 +48,7 @@ ERROR_KINDS: frozenset[str] = frozenset(
         MEMORY,
         UNREADABLE,
         INTERNAL,
+        INCOMPLETE,
     }
 )
 
@@ -109,6 +111,30 @@ class FileError:
     reason: str
     kind: str
     sha256: str = field(default="")
+
+    def __str__(self) -> str:
+        return f"{safe_display(self.source)}: {self.reason}"
+
+
+# Why a walk left an entry out (``NotIndexed.kind``): not failures, choices the caller can change.
+HIDDEN = "hidden"
+SYMLINKED_FOLDER = "symlinked_folder"
+EXCLUDED = "excluded"
+NOT_A_DOCUMENT = "not_a_document"
+
+NOT_INDEXED_KINDS: frozenset[str] = frozenset({HIDDEN, SYMLINKED_FOLDER, EXCLUDED, NOT_A_DOCUMENT})
+
+
+@dataclass(frozen=True)
+class NotIndexed:
+    """A file or folder that :func:`umr.documents.walk` left out on purpose (a hidden entry, a symbolic
+    link to a folder, the store's own folder, a file whose name is not a document type), so that
+    nothing is dropped without a word.  ``kind`` is one of ``NOT_INDEXED_KINDS``; ``reason`` says
+    why and how to include it."""
+
+    source: str
+    reason: str
+    kind: str
 
     def __str__(self) -> str:
         return f"{safe_display(self.source)}: {self.reason}"

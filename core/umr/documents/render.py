@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -80,17 +81,31 @@ def sniff(head: bytes) -> tuple[DocumentKind, str]:
     # The PDF header may follow some junk; readers accept it within the first 1024 bytes.
     if b"%PDF-" in head[:1024]:
         return "pdf", "PDF"
+    if _looks_like_svg(head):
+        return "image", "SVG"
     raise DocumentError(UNSUPPORTED, _unsupported_reason(head))
 
 
+_SVG_START = re.compile(
+    rb"(?:\s|<\?xml[^>]*\?>|<!--.*?-->|<!doctype[^\[>]*(?:\[.*?\])?\s*>)*<svg[\s>/]", re.IGNORECASE | re.DOTALL
+)
+
+
+def _looks_like_svg(head: bytes) -> bool:
+    """An SVG document: its first element is ``<svg``, after an optional XML declaration, comments and
+    doctype.  (Rendered by MuPDF, which never loads the images it links to.)"""
+    text = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+    return _SVG_START.match(text[:1024]) is not None
+
+
 def _unsupported_reason(head: bytes) -> str:
-    supported = "PDF, PNG, JPEG, WebP, TIFF, BMP, GIF"
+    supported = "PDF, PNG, JPEG, WebP, TIFF, BMP, GIF, SVG"
     if head.startswith(b"PK\x03\x04"):
         what = "a ZIP container (Office document, EPUB, archive?)"
     elif head[:4] in (b"\x1f\x8b\x08\x00", b"\x1f\x8b\x08\x08") or head[:2] == b"\x1f\x8b":
         what = "gzip-compressed data"
-    elif head[:5] == b"<?xml" or head.lstrip()[:5].lower() in (b"<html", b"<!doc", b"<svg "):
-        what = "XML/HTML/SVG text"
+    elif head[:5] == b"<?xml" or head.lstrip()[:5].lower() in (b"<html", b"<!doc"):
+        what = "XML/HTML text"
     elif _looks_like_text(head):
         what = "plain text"
     else:
@@ -205,8 +220,8 @@ def open_document(
     kind, fmt = sniff(read_head(source))
     digest = sha256 or file_sha256(source)
     try:
-        if kind == "pdf":
-            return _PdfDocument(source, digest, max_pixels, text)
+        if kind == "pdf" or fmt == "SVG":  # MuPDF renders SVG like a one-page PDF
+            return _PdfDocument(source, digest, max_pixels, text, fmt=fmt)
         return _ImageDocument(source, digest, fmt, max_pixels, max_image_pixels)
     except DocumentError as exc:
         exc.sha256 = exc.sha256 or digest
@@ -256,24 +271,30 @@ def _pymupdf() -> Any:
 
 
 class _PdfDocument(OpenedDocument):
-    def __init__(self, source: str, sha256: str, max_pixels: int, text: bool) -> None:
+    """A PDF, or (``fmt="SVG"``) an SVG drawing, which MuPDF opens as a one-page document."""
+
+    def __init__(self, source: str, sha256: str, max_pixels: int, text: bool, fmt: str = "PDF") -> None:
         pymupdf = _pymupdf()
-        self.source, self.sha256, self.kind = source, sha256, "pdf"
+        self.source, self.sha256 = source, sha256
+        self.kind = "pdf" if fmt == "PDF" else "image"
         self._max_pixels, self._text = max_pixels, text
+        filetype = fmt.lower()
         try:
             try:
                 source.encode("utf-8")
-                doc = pymupdf.open(source, filetype="pdf")
+                doc = pymupdf.open(source, filetype=filetype)
             except UnicodeEncodeError:  # non-UTF-8 name: MuPDF wants UTF-8, hand it the bytes
                 with open(source, "rb") as fh:
-                    doc = pymupdf.open(stream=fh.read(), filetype="pdf")
+                    doc = pymupdf.open(stream=fh.read(), filetype=filetype)
         except MemoryError:
-            raise DocumentError(MEMORY, f"ran out of memory while opening the PDF: {_MEMORY_HINT}") from None
+            raise DocumentError(MEMORY, f"ran out of memory while opening the {fmt}: {_MEMORY_HINT}") from None
         except Exception as exc:
+            repair = (
+                "repair it (qpdf in.pdf out.pdf, or mutool clean in.pdf out.pdf) and index it again"
+                if fmt == "PDF" else "re-export it"
+            )
             raise DocumentError(
-                CORRUPT,
-                f"corrupt or unreadable PDF ({_mupdf_message(exc, source)}): repair it "
-                "(qpdf in.pdf out.pdf, or mutool clean in.pdf out.pdf) and index it again",
+                CORRUPT, f"corrupt or unreadable {fmt} ({_mupdf_message(exc, source)}): {repair}"
             ) from None
         self._doc = doc
         if doc.needs_pass:
@@ -375,7 +396,7 @@ class _PdfDocument(OpenedDocument):
             text=text,
             title=self.title,
             author=self.author,
-            kind="pdf",
+            kind=self.kind,
         )
 
 

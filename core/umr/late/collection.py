@@ -133,6 +133,37 @@ class LateCollection:
     def iter_metadatas(self) -> Iterator[Mapping[str, Any]]:
         return self.inner.iter_metadatas()
 
+    # read-only access for umr.store.repair (check) and the indexer, through the inner collection's guard
+    @property
+    def guard(self) -> Any:
+        return self.inner.guard
+
+    def call(self, what: str, method: str, **kwargs: Any) -> Any:
+        if method not in ("get", "query", "count", "peek"):
+            raise RuntimeError(f"{method} on a multi-vector collection must go through its paired writes")
+        return self.inner.call(what, method, **kwargs)
+
+    def iter_ids(self) -> Iterator[str]:
+        return self.inner.iter_ids()
+
+    def ids_where(self, where: Mapping[str, Any]) -> list[str]:
+        return self.inner.ids_where(where)
+
+    def records_where(self, where: Mapping[str, Any], limit: int | None = GET_CHUNK) -> list[tuple[str, dict[str, Any]]]:
+        return self.inner.records_where(where, limit)
+
+    def update_metadata(self, ids: Sequence[str], metas: Sequence[Mapping[str, Any]]) -> None:
+        """Metadata only (paths of a shared page set): the token vectors do not change."""
+        self.inner.update_metadata(ids, metas)
+
+    def delete_ids(self, ids: Sequence[str]) -> None:
+        """Delete the records, then their token vectors, as one pair."""
+        for start in range(0, len(ids), self.max_batch):
+            chunk = list(ids[start : start + self.max_batch])
+            with self._pair():
+                self.raw.delete(ids=chunk)
+                self.pages.delete(chunk)
+
     def upsert(self, ids: list[str], vectors: Any, metas: list[dict[str, Scalar]], docs: list[str]) -> None:
         """Token vectors to the page store (durable), then the first-stage vectors and records to Chroma."""
         multi = list(vectors)

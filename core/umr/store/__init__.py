@@ -15,8 +15,11 @@ One module per concern:
   ``ChromaStore.add_files`` and the Ray pipeline of :mod:`umr.distributed`;
 - ``lexical``: the lexical (BM25, tantivy) index beside a collection, kept in step with it, and
   ``hybrid``: dense, lexical and hybrid (fused) search;
+- ``faults``: bounded, retried Chroma calls and named store errors (server down or frozen, disk full,
+  damaged database); ``repair``: check the vector index, rebuild it from the stored pages;
 - ``info``: open an existing collection without a model; ``server``: a local ``chroma run``;
-- ``records``: :class:`SearchHit`, :class:`IndexReport`, :class:`DocumentInfo`.
+- ``sources``: which paths a page set belongs to (byte-identical files share one; ``docs/paths.md``);
+- ``records``: :class:`SearchHit`, :class:`IndexReport`, :class:`DocumentInfo`, :class:`Removal`.
 
 ``HashEmbedder`` (a model-free embedder for tests) lives in :mod:`umr.testing`; ``umr.store.HashEmbedder``
 still finds it.
@@ -27,12 +30,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .chroma import ChromaStore
-from .records import DocumentInfo, IndexReport, SearchHit
+from .records import DocumentInfo, IndexReport, Removal, SearchHit
 
 if TYPE_CHECKING:  # pragma: no cover
     from umr.testing import HashEmbedder
 
-__all__ = ["ChromaStore", "DocumentInfo", "HashEmbedder", "IndexReport", "SearchHit"]
+__all__ = ["ChromaStore", "DocumentInfo", "HashEmbedder", "IndexReport", "Removal", "SearchHit"]
 
 
 def __getattr__(name: str) -> Any:

@@ -36,6 +36,7 @@ from umr.documents import (
     RenderPool,
     downscale,
     load_image,
+    safe_display,
     source_key,
 )
 from umr.documents.paths import PathLike
@@ -47,17 +48,26 @@ from .hybrid import search as hybrid_search
 from .images import PageImages, png_bytes, write_png
 from .indexer import Indexer, ProgressCallback, embed_input, settings_key
 from .lock import WriterLock
-from .records import DocumentInfo, IndexReport, SearchHit
+from .records import DocumentInfo, IndexReport, Removal, SearchHit
+from .repair import CheckReport, RebuildReport, check_vectors, rebuild_vectors
+from .sources import is_alias_key, source_paths
 
 if TYPE_CHECKING:
     from .lexical import LexicalMirror
 
 logger = logging.getLogger(__name__)
 
-#: Metadata keys the store writes itself; user metadata cannot override these.
+#: Metadata keys the store writes itself on every record; user metadata cannot override these (nor
+#: any key starting with ``source@``, where further paths of identical files are recorded).
 RESERVED_KEYS = frozenset(
-    {"sha256", "page", "page_count", "settings", "model_id", "kind", "image_uri", "image_path"}
+    {"sha256", "page", "page_count", "settings", "model_id", "kind", "image_uri", "image_path", "indexed_at"}
 )
+#: ... and on the pages of files (``add_files``), where ``source`` and the page's facts are the store's too.
+FILE_PAGE_KEYS = RESERVED_KEYS | {
+    "source", "filename", "width", "height", "title", "author", "max_pixels",
+}
+#: ... and on single images (``add_images``).
+IMAGE_KEYS = RESERVED_KEYS | {"width", "height", "max_pixels"}
 
 # Former private names, kept for callers that imported them from here.
 _scalar_metadata = scalar_metadata
@@ -113,6 +123,12 @@ class ChromaStore:
     has a folder for it.  ``lexical_dir``: its folder (default ``<path>/lexical/<collection>``; with a
     server or a client only when given).  ``lexical_language``: a stemmer for a new lexical index (see
     :data:`umr.store.lexical.LANGUAGES`; an existing index keeps its settings, rebuild to change them).
+    ``request_timeout`` (seconds per request to a Chroma server; default ``$UMR_CHROMA_TIMEOUT`` or 30)
+    and ``retries`` (of a request that timed out or was refused; default ``$UMR_CHROMA_RETRIES`` or 2)
+    bound how long a dead or frozen server can stall a call; then
+    :class:`~umr.store.faults.StoreUnavailableError` names it.  A full disk raises
+    :class:`~umr.store.faults.StoreFullError`, a damaged database
+    :class:`~umr.store.faults.StoreCorruptError` (see :mod:`umr.store.faults`).
 
     Parts: ``chroma`` (:class:`ChromaCollection`), ``images`` (:class:`PageImages` or ``None``),
     ``lock`` (:class:`WriterLock`), ``indexer`` (:class:`Indexer`), ``lexical``
@@ -145,6 +161,8 @@ class ChromaStore:
         pool_factor: int | None = None,
         first_stage: str | None = None,
         page_vectors_dir: PathLike | None = None,
+        request_timeout: float | None = None,
+        retries: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -176,7 +194,7 @@ class ChromaStore:
         if client is not None:
             self.client = client
         else:
-            self.client = chroma_client(self.path, host=host, port=port)
+            self.client = chroma_client(self.path, host=host, port=port, timeout=request_timeout, retries=retries)
         if not store_images:
             self.image_dir: Path | None = None
         elif image_dir is not None:
@@ -344,6 +362,7 @@ class ChromaStore:
         (record ``None``) and each file finished or failed.
         """
         extra = scalar_metadata(metadata, "add_files")  # refused before anything is rendered
+        check_reserved(extra, FILE_PAGE_KEYS, "add_files")
         return self.indexer.index(
             paths,
             embed=self._embed,
@@ -437,7 +456,7 @@ class ChromaStore:
                     image.mode.encode() + repr(image.size).encode() + image.tobytes()
                 ).hexdigest()
                 user = scalar_metadata(metadatas[start + offset], "add_images")
-                _check_reserved(user)
+                check_reserved(user, IMAGE_KEYS, "add_images")
                 meta.update(user)
                 meta.update(
                     sha256=digest,
@@ -480,7 +499,7 @@ class ChromaStore:
                 digest = hashlib.sha256(clean.encode("utf-8")).hexdigest()
                 meta: dict[str, Scalar] = {"source": "", "kind": "text"}
                 user = scalar_metadata(metadatas[start + offset], "add_texts")
-                _check_reserved(user)
+                check_reserved(user, RESERVED_KEYS, "add_texts")
                 meta.update(user)
                 meta.update(
                     sha256=digest,
@@ -561,49 +580,68 @@ class ChromaStore:
 
     # ------------------------------------------------------------------ management
     @_exclusive
+    def remove_document(self, source_or_sha: PathLike) -> Removal:
+        """Remove a document, named by its path or its sha256, and the page images no one else uses.
+
+        The path is matched as given, then as an absolute path (``add_files`` stores absolute paths, so
+        a path relative to the working directory works).  Pages that a byte-identical file at another
+        path still lists are kept for it (``Removal.kept``); the others are deleted with their images.
+        A sha256 removes that file version under every path."""
+        text = os.fsdecode(os.fspath(source_or_sha))
+        candidates = [text]
+        if text and source_key(os.path.abspath(text)) != source_key(text):
+            candidates.append(os.path.abspath(text))
+        for path in candidates:  # release() takes paths: it computes their stored keys
+            deleted, kept = self.indexer.release(path)
+            if deleted or kept:
+                return Removal(source_key(path), deleted, kept)
+        if len(text) == 64 and all(c in "0123456789abcdef" for c in text.lower()):
+            removed = self.indexer.delete_where({"sha256": text.lower()})
+            if removed:
+                return Removal("", removed, 0)
+        return Removal(source_key(candidates[-1]), 0, 0)
+
     def delete_document(self, source_or_sha: PathLike) -> int:
-        """Remove every page of a document, named by its path (as indexed) or its sha256, and its page
-        images.  Returns the number of records removed."""
-        key = source_key(source_or_sha)
-        removed = self.indexer.delete_where({"source": key})
-        if not removed and len(key) == 64 and all(c in "0123456789abcdef" for c in key.lower()):
-            removed = self.indexer.delete_where({"sha256": key.lower()})
-        return removed
+        """Remove a document (see :meth:`remove_document`).  Returns the number of records no longer
+        listed under it (deleted, or kept for a byte-identical file at another path)."""
+        return self.remove_document(source_or_sha).records
 
     def count(self) -> int:
         """Records in the collection (pages, images and texts)."""
         return self.chroma.count()
 
     def documents(self) -> list[DocumentInfo]:
-        """Stored documents (one per source and content version), sorted by source."""
+        """Stored documents: one per path and file version, sorted by path.  Byte-identical files at
+        several paths share their pages and are listed once per path."""
         docs: dict[tuple[str, str], dict[str, Any]] = {}
         for m in self.chroma.iter_metadatas():
             kind = str(m.get("kind", ""))
             if kind not in ("pdf", "image"):
                 continue
-            key = (str(m.get("source", "")), str(m.get("sha256", "")))
-            d = docs.setdefault(
-                key,
-                {
-                    "kind": kind,
-                    "page_count": int(m.get("page_count", 0)),
-                    "pages": 0,
-                    "title": str(m.get("title", "")),
-                    "author": str(m.get("author", "")),
-                },
-            )
-            d["pages"] += 1
+            for source in source_paths(m):
+                d = docs.setdefault(
+                    (source, str(m.get("sha256", ""))),
+                    {
+                        "kind": kind,
+                        "page_count": int(m.get("page_count", 0)),
+                        "pages": 0,
+                        "title": str(m.get("title", "")),
+                        "author": str(m.get("author", "")),
+                    },
+                )
+                d["pages"] += 1
         return [DocumentInfo(source=s, sha256=h, **d) for (s, h), d in sorted(docs.items())]
 
     def stats(self) -> dict[str, Any]:
-        """Collection, location, model and counts (records, documents, records by kind)."""
+        """Collection, location, model and counts (records, documents (path and version), records by
+        kind)."""
         kinds: dict[str, int] = {}
         files: set[tuple[str, str]] = set()
         for m in self.chroma.iter_metadatas():
             kind = str(m.get("kind", ""))
             kinds[kind] = kinds.get(kind, 0) + 1
-            if kind in ("pdf", "image") and m.get("source"):
-                files.add((str(m.get("source")), str(m.get("sha256"))))
+            if kind in ("pdf", "image"):
+                files.update((source, str(m.get("sha256"))) for source in source_paths(m))
         return {
             "collection": self.collection_name,
             "path": str(self.path) if self.path is not None else "",
@@ -626,15 +664,66 @@ class ChromaStore:
             **(self.late.stats() if self.late is not None else {}),
         }
 
+    # ------------------------------------------------------------------ health
+    def check(self, sample: int = 64) -> CheckReport:
+        """Compare what the store claims with what it returns: read back the vectors of ``sample``
+        stored records (spread over the collection) and search with each; a healthy vector index finds
+        every record itself.  No model is needed.  See :mod:`umr.store.repair`."""
+        if self.path is not None:
+            command = f"umr index --rebuild --db {safe_display(self.path)}"
+        elif self.chroma.guard.is_server:
+            command = f"umr index --rebuild --host {self.chroma.guard.host} --port {self.chroma.guard.port}"
+        else:
+            command = "umr index --rebuild"
+        if self.collection_name != "umr":
+            command += f" --collection {self.collection_name}"
+        return check_vectors(
+            self.chroma, sample=sample, images=self.images, where=self._where(), rebuild_command=command,
+            folder=self.path,
+        )
+
+    @_exclusive
+    def rebuild(self, progress: Callable[[RebuildReport], None] | None = None) -> RebuildReport:
+        """Re-create every vector from the stored pages (page PNGs in the image folder and the stored
+        page text; a text record from its text), without rendering any file again: ids, metadata and
+        documents stay.  Fills a fresh collection and swaps it in when complete (a killed rebuild
+        leaves the original; run it again).  Records whose page image is gone are dropped and listed
+        in the report (``umr index`` renders their files again).  Needs the embedder of the store."""
+        if not getattr(self.embedder, "has_weights", True):  # info.RecordedModel
+            raise RuntimeError(f"rebuilding the vectors needs the embedder {self.model_id!r}; pass it to ChromaStore")
+        if self.multi_vector:
+            raise NotImplementedError(
+                f"rebuild of a multi-vector store ({self.model_id!r}) is not available: its token vectors live "
+                "beside Chroma. Re-index the documents into a new folder (umr index DOCS --db NEW_DIR)"
+            )
+        self.chroma, report = rebuild_vectors(
+            self.client, self.chroma, embed=self._embed, images=self.images,
+            embed_text_layer=self.embed_text_layer, batch_size=self.batch_size, progress=progress,
+        )
+        self.collection = self.chroma.raw
+        self.indexer.collection = self.chroma
+        logger.info("%s", report.summary())
+        return report
+
+    def _where(self) -> str:
+        if self.path is not None:
+            return safe_display(self.path)
+        g = self.chroma.guard
+        return f"{g.host}:{g.port}" if g.is_server else self.collection_name
+
     def __repr__(self) -> str:
         where = str(self.path) if self.path is not None else "server"
         return f"ChromaStore(collection={self.collection_name!r}, at={where!r}, model_id={self.model_id!r})"
 
 
-def _check_reserved(meta: Mapping[str, Any]) -> None:
-    bad = sorted(set(meta) & RESERVED_KEYS)
+def check_reserved(meta: Mapping[str, Any], reserved: frozenset[str], where: str) -> None:
+    """Refuse user metadata keys the store writes itself (they would be overwritten silently)."""
+    bad = sorted(k for k in meta if k in reserved or is_alias_key(k))
     if bad:
-        raise ValueError(f"metadata keys {bad} are reserved by the store; rename them")
+        raise ValueError(
+            f"{where}: metadata keys {bad} are reserved by the store (it writes them itself); rename them "
+            f"(reserved: {', '.join(sorted(reserved))}, and any key starting with 'source@')"
+        )
 
 
-__all__ = ["RESERVED_KEYS", "ChromaStore", "png_bytes"]
+__all__ = ["FILE_PAGE_KEYS", "IMAGE_KEYS", "RESERVED_KEYS", "ChromaStore", "check_reserved", "png_bytes"]

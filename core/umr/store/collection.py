@@ -18,6 +18,8 @@ import numpy as np
 
 from umr.documents import source_key
 
+from .faults import Guard, StoreError
+
 logger = logging.getLogger(__name__)
 
 Scalar = str | int | float | bool
@@ -36,21 +38,79 @@ def chromadb_module() -> Any:
 
 
 def chroma_client(
-    path: str | os.PathLike | None = None, *, host: str | None = None, port: int = 8000, create: bool = True
+    path: str | os.PathLike | None = None,
+    *,
+    host: str | None = None,
+    port: int = 8000,
+    create: bool = True,
+    timeout: float | None = None,
+    retries: int | None = None,
 ) -> Any:
     """A ``HttpClient`` for a Chroma server at ``host:port``, else a ``PersistentClient`` on the folder
-    ``path`` (created when ``create``).  Telemetry is off."""
+    ``path`` (created when ``create``).  Telemetry is off.
+
+    A server is asked for its heartbeat first (each request bounded by ``timeout`` seconds, retried
+    ``retries`` times: :class:`~umr.store.faults.Guard`), so a dead or frozen server is named at once
+    instead of hanging; every later request of the client is bounded by ``timeout`` too.  A damaged
+    database folder raises :class:`~umr.store.faults.StoreCorruptError`."""
     chromadb = chromadb_module()
     from chromadb.config import Settings
 
     settings = Settings(anonymized_telemetry=False)
     if host:
-        return chromadb.HttpClient(host=host, port=port, settings=settings)
-    if path is None:
-        raise ValueError("give the folder of an embedded database (path) or a Chroma server (host)")
-    if create:
-        os.makedirs(os.fsdecode(path), exist_ok=True)
-    return chromadb.PersistentClient(path=os.fsdecode(os.fspath(path)), settings=settings)
+        guard = Guard(host=host, port=port, timeout=timeout, retries=retries)
+        guard.call("connecting", probe_server, host, port, guard.timeout)
+        client = guard.call("connecting", chromadb.HttpClient, host=host, port=port, settings=settings)
+        bound_requests(client, guard.timeout)
+    else:
+        if path is None:
+            raise ValueError("give the folder of an embedded database (path) or a Chroma server (host)")
+        if create:
+            os.makedirs(os.fsdecode(path), exist_ok=True)
+        guard = Guard(path=path, timeout=timeout, retries=retries)
+        folder = os.fsdecode(os.fspath(path))
+        try:
+            client = guard.call("opening it", chromadb.PersistentClient, path=folder, settings=settings)
+        except StoreError:
+            forget_client(folder)  # chromadb would hand the broken client out again on the next open
+            raise
+    try:
+        client._umr_guard = guard
+    except AttributeError:  # pragma: no cover - a client class with __slots__
+        pass
+    return client
+
+
+def forget_client(folder: str) -> None:
+    """Drop chromadb's cached client of an embedded folder (best effort; chromadb caches one per path)."""
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        SharedSystemClient._identifier_to_system.pop(folder, None)
+        SharedSystemClient._identifier_to_refcount.pop(folder, None)
+    except Exception:  # pragma: no cover - a chromadb without that cache
+        logger.debug("cannot drop chromadb's cached client of %s", folder)
+
+
+def probe_server(host: str, port: int, timeout: float) -> None:
+    """One heartbeat request to a Chroma server, bounded by ``timeout`` seconds (raises the ``httpx``
+    error of a refused or timed-out connection)."""
+    import httpx
+
+    response = httpx.get(f"http://{host}:{port}/api/v2/heartbeat", timeout=timeout)
+    response.raise_for_status()
+
+
+def bound_requests(client: Any, timeout: float) -> None:
+    """Give the ``httpx`` session of a chromadb ``HttpClient`` a timeout (chromadb 1.x creates it with
+    none, so a frozen server would hang every request forever)."""
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(timeout)
+    else:  # pragma: no cover - a chromadb that changed its internals
+        logger.warning("cannot set a request timeout on this chromadb client; a frozen server may hang")
 
 
 def scalar_metadata(meta: Mapping[str, Any] | None, where: str) -> dict[str, Scalar]:
@@ -98,10 +158,11 @@ def read_collection_info(
     if not host and (path is None or not os.path.exists(os.fsdecode(path))):
         return None
     client = chroma_client(path, host=host, port=port, create=False)
-    names = {c if isinstance(c, str) else c.name for c in client.list_collections()}
+    guard = Guard.for_client(client)
+    names = {c if isinstance(c, str) else c.name for c in guard.call("listing collections", client.list_collections)}
     if collection not in names:
         return None
-    return dict(client.get_collection(collection).metadata or {})
+    return dict(guard.call("reading the collection", client.get_collection, collection).metadata or {})
 
 
 class ChromaCollection:
@@ -110,24 +171,34 @@ class ChromaCollection:
     ``raw`` is the ``chromadb`` collection; ``max_batch`` the client's ``get_max_batch_size()``.
     """
 
-    def __init__(self, raw: Any, max_batch: int) -> None:
+    def __init__(self, raw: Any, max_batch: int, guard: Guard | None = None) -> None:
         self.raw = raw
         self.max_batch = max(1, int(max_batch))
+        self.guard = guard if guard is not None else Guard()
+
+    def call(self, what: str, method: str, **kwargs: Any) -> Any:
+        """``raw.<method>(**kwargs)`` through the guard: bounded, retried on a server, faults named."""
+        return self.guard.call(what, getattr(self.raw, method), **kwargs)
 
     @classmethod
     def open(cls, client: Any, name: str, meta: Mapping[str, Scalar]) -> ChromaCollection:
         """Get or create ``name`` (cosine space) for the embedder described by ``meta``
         (:func:`collection_metadata`).  A collection filled by another model (other dim or
         fingerprint) is refused: vectors of different models cannot be mixed."""
+        guard = Guard.for_client(client)
         for attempt in range(5):
             try:
-                col = client.get_or_create_collection(
+                col = guard.call(
+                    f"opening the collection {name!r}",
+                    client.get_or_create_collection,
                     name,
                     configuration={"hnsw": {"space": "cosine"}},
                     metadata=dict(meta),
                     embedding_function=None,
                 )
                 break
+            except StoreError:
+                raise
             except Exception as exc:  # concurrent creation by another writer: retry
                 if attempt == 4:
                     raise
@@ -150,14 +221,14 @@ class ChromaCollection:
             logger.warning(
                 "collection %r uses %r distance, not cosine; scores will be off", name, space.get("space")
             )
-        return cls(col, client.get_max_batch_size())
+        return cls(col, guard.call("connecting", client.get_max_batch_size), guard)
 
     @property
     def name(self) -> str:
         return str(self.raw.name)
 
     def count(self) -> int:
-        return int(self.raw.count())
+        return int(self.call("counting records", "count"))
 
     def upsert(
         self, ids: list[str], vectors: np.ndarray, metas: list[dict[str, Scalar]], docs: list[str]
@@ -166,7 +237,9 @@ class ChromaCollection:
         uris = [str(m.get("image_uri", "")) for m in metas]
         for i in range(0, len(ids), self.max_batch):
             j = i + self.max_batch
-            self.raw.upsert(
+            self.call(
+                f"writing {len(ids[i:j])} records",
+                "upsert",
                 ids=ids[i:j],
                 embeddings=vectors[i:j],
                 metadatas=metas[i:j],
@@ -175,16 +248,17 @@ class ChromaCollection:
             )
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
-        """Those of ``ids`` that are stored."""
+        """Those of ``ids`` that are stored (``ids`` may repeat)."""
+        ids = list(dict.fromkeys(ids))  # Chroma refuses repeated ids, in reads too
         found: set[str] = set()
         step = min(self.max_batch, GET_CHUNK)
         for i in range(0, len(ids), step):
-            found.update(self.raw.get(ids=list(ids[i : i + step]), include=[])["ids"])
+            found.update(self.call("looking up stored pages", "get", ids=list(ids[i : i + step]), include=[])["ids"])
         return found
 
     def first_metadata(self, where: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The metadata of one record matching ``where``, or ``None``."""
-        got = self.raw.get(where=dict(where), limit=1, include=["metadatas"])
+        got = self.call("looking up stored pages", "get", where=dict(where), limit=1, include=["metadatas"])
         if not got["ids"]:
             return None
         return (got["metadatas"] or [{}])[0] or {}
@@ -200,22 +274,66 @@ class ChromaCollection:
         follows).  Returns the number removed."""
         removed = 0
         while True:
-            got = self.raw.get(where=dict(where), limit=min(self.max_batch, GET_CHUNK), include=["metadatas"])
+            got = self.call(
+                "finding records to delete", "get",
+                where=dict(where), limit=min(self.max_batch, GET_CHUNK), include=["metadatas"],
+            )
             ids = got["ids"]
             if not ids:
                 return removed
-            self.raw.delete(ids=ids)
+            self.call(f"deleting {len(ids)} records", "delete", ids=ids)
             if on_deleted_ids is not None:
                 on_deleted_ids(list(ids))
             if on_removed is not None:
                 on_removed([m or {} for m in (got["metadatas"] or [])])
             removed += len(ids)
 
+    def ids_where(self, where: Mapping[str, Any]) -> list[str]:
+        """Ids of every record matching ``where``."""
+        found: list[str] = []
+        while True:
+            got = self.call("reading record ids", "get", where=dict(where), limit=GET_CHUNK, offset=len(found), include=[])
+            found.extend(got["ids"])
+            if len(got["ids"]) < GET_CHUNK:
+                return found
+
+    def records_where(
+        self, where: Mapping[str, Any], limit: int | None = GET_CHUNK
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Records matching ``where`` as ``(id, metadata)``: up to ``limit``, or all (``None``)."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        while True:
+            step = GET_CHUNK if limit is None else min(GET_CHUNK, limit - len(out))
+            got = self.call("reading records", "get", where=dict(where), limit=step, offset=len(out), include=["metadatas"])
+            out.extend((i, dict(m or {})) for i, m in zip(got["ids"], got["metadatas"] or []))
+            if len(got["ids"]) < step or (limit is not None and len(out) >= limit):
+                return out
+
+    def update_metadata(self, ids: Sequence[str], metas: Sequence[Mapping[str, Any]]) -> None:
+        """Merge ``metas`` into the records ``ids`` (a ``None`` value removes that key)."""
+        for i in range(0, len(ids), self.max_batch):
+            j = i + self.max_batch
+            self.call("updating record metadata", "update", ids=list(ids[i:j]), metadatas=[dict(m) for m in metas[i:j]])
+
+    def delete_ids(self, ids: Sequence[str]) -> None:
+        for i in range(0, len(ids), self.max_batch):
+            self.call("deleting records", "delete", ids=list(ids[i : i + self.max_batch]))
+
+    def iter_ids(self) -> Iterator[str]:
+        """Every stored id, ``GET_CHUNK`` at a time."""
+        offset = 0
+        while True:
+            got = self.call("reading record ids", "get", limit=GET_CHUNK, offset=offset, include=[])
+            yield from got["ids"]
+            if len(got["ids"]) < GET_CHUNK:
+                return
+            offset += len(got["ids"])
+
     def iter_metadatas(self) -> Iterator[Mapping[str, Any]]:
         """Every record's metadata, ``GET_CHUNK`` at a time."""
         offset = 0
         while True:
-            got = self.raw.get(limit=GET_CHUNK, offset=offset, include=["metadatas"])
+            got = self.call("reading records", "get", limit=GET_CHUNK, offset=offset, include=["metadatas"])
             metas = got["metadatas"] or []
             yield from (m or {} for m in metas)
             if len(got["ids"]) < GET_CHUNK:
@@ -300,7 +418,9 @@ class ChromaCollection:
         where_document: Mapping[str, Any] | None = None,
     ) -> list[tuple[str, float, dict[str, Any], str]]:
         """Nearest ``k`` records to one vector: ``(id, cosine similarity, metadata, document)`` best first."""
-        res = self.raw.query(
+        res = self.call(
+            "searching",
+            "query",
             query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
             n_results=k,
             where=dict(where) if where else None,

@@ -7,6 +7,8 @@ atomically, so a killed writer never leaves a truncated image behind.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import logging
 import os
@@ -20,6 +22,8 @@ from PIL import Image
 
 from umr.confine import register_root
 from umr.documents import safe_display
+
+from .faults import StoreFullError, free_bytes, human
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +47,21 @@ class PageImages:
     def save(self, ids: Sequence[str], images: Sequence[ImageData]) -> list[Path]:
         """Write the images (an existing file is kept: ids are content-derived); their resolved paths."""
         paths = [self.path(i) for i in ids]
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            futures: list[Future[None]] = [pool.submit(write_png, img, p) for img, p in zip(images, paths)]
-            for f in futures:
-                f.result()
+        try:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                futures: list[Future[None]] = [pool.submit(write_png, img, p) for img, p in zip(images, paths)]
+                for f in futures:
+                    f.result()
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                free = free_bytes(self.root)
+                left = f"; {human(free)} free" if free is not None else ""
+                raise StoreFullError(
+                    f"no space left on the device of the page-image folder {safe_display(self.root)}{left} while "
+                    "writing page images: free space there or move the store to a bigger disk, then re-run the "
+                    "same command: finished pages are kept"
+                ) from exc
+            raise
         return [p.resolve() for p in paths]
 
     def remove(self, metas: Iterable[Mapping[str, Any] | None]) -> None:
@@ -74,11 +89,16 @@ def write_png(image: ImageData, path: Path) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    if isinstance(image, bytes):
-        tmp.write_bytes(image)
-    else:
-        image.save(tmp, format="PNG", compress_level=1)
-    os.replace(tmp, path)
+    try:
+        if isinstance(image, bytes):
+            tmp.write_bytes(image)
+        else:
+            image.save(tmp, format="PNG", compress_level=1)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a kill: no half-written temp file left behind
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -17,6 +17,7 @@ render tasks use :meth:`Indexer.resume` and :meth:`Indexer.sources`, its writers
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -31,6 +32,7 @@ from umr.documents import (
     RENDER_VERSION,
     FileDone,
     FileError,
+    NotIndexed,
     Page,
     RenderPool,
     safe_display,
@@ -38,10 +40,12 @@ from umr.documents import (
     walk,
 )
 from umr.documents.paths import PathLike
+from umr.documents.records import INCOMPLETE
 
 from .collection import ChromaCollection, Scalar
 from .images import ImageData, PageImages
 from .records import IndexReport
+from .sources import ALIAS_PREFIX, alias_key, refers_to
 
 if TYPE_CHECKING:
     from .lexical import LexicalMirror
@@ -85,6 +89,7 @@ class Resume:
         self.report = report
         self._present: dict[str, set[str]] = {}
         self._skipped: dict[tuple[str, str], int] = {}
+        self._records: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # of files skipped whole
 
     def _count(self, source: str, sha: str, pages: int) -> None:
         key = (source, sha)
@@ -94,9 +99,11 @@ class Resume:
 
     def skip_file(self, source: str, sha: str) -> bool:
         """The ``skip`` callback of :meth:`RenderPool.render`: True when every page is stored already."""
-        page_count, present = self.indexer.stored_pages(sha)
+        records = self.indexer.version_records(sha)
+        page_count, present = self.indexer.stored_pages(sha, records)
         if page_count and len(present) == page_count:
             self._count(source, sha, page_count)
+            self._records[sha] = records  # for claim(): no second lookup
             return True
         if present:
             self._present[sha] = present  # resume: render again, but embed only the missing pages
@@ -115,6 +122,10 @@ class Resume:
 
     def forget(self, sha: str) -> None:
         self._present.pop(sha, None)
+
+    def records(self, sha: str) -> list[tuple[str, dict[str, Any]]] | None:
+        """The records of a file skipped whole, as :meth:`skip_file` read them (once)."""
+        return self._records.pop(sha, None)
 
 
 class Indexer:
@@ -147,6 +158,8 @@ class Indexer:
         self.max_pixels = max_pixels
         self.embed_text_layer = embed_text_layer
         self.own = [os.path.abspath(os.fsdecode(p)) for p in own]
+        self._defer = 0
+        self._pending: dict[str, dict[str, str]] = {}  # claims not written yet: id -> {alias key: path key}
 
     # ------------------------------------------------------------------ ids and lookups
     def page_id(self, sha256: str, page: int) -> str:
@@ -157,32 +170,44 @@ class Indexer:
         """Content-derived id of a single image (``tag`` ``"i"``) or text (``"t"``)."""
         return f"{digest[:32]}-{tag}-{self.settings}"
 
-    def stored_pages(self, sha: str) -> tuple[int, set[str]]:
+    def version_records(self, sha: str) -> list[tuple[str, dict[str, Any]]]:
+        """``(id, metadata)`` of every stored page of one file version under these settings."""
+        return self.collection.records_where({"$and": [{"sha256": sha}, {"settings": self.settings}]}, None)
+
+    def stored_pages(
+        self, sha: str, records: list[tuple[str, dict[str, Any]]] | None = None
+    ) -> tuple[int, set[str]]:
         """``(page_count, ids of its pages already stored)`` for one file version under these settings;
-        ``(0, set())`` when none is stored.  A file is complete when both sizes are equal."""
-        meta = self.collection.first_metadata({"$and": [{"sha256": sha}, {"settings": self.settings}]})
-        if meta is None:
+        ``(0, set())`` when none is stored.  A file is complete when both sizes are equal.  ``records``:
+        :meth:`version_records`, when read already."""
+        if records is None:
+            records = self.version_records(sha)
+        if not records:
             return 0, set()
-        page_count = int(meta.get("page_count", 0))
+        page_count = int(records[0][1].get("page_count", 0) or 0)
         if page_count <= 0:
             return 0, set()
-        return page_count, self.collection.existing_ids([self.page_id(sha, p) for p in range(1, page_count + 1)])
+        expected = {self.page_id(sha, p) for p in range(1, page_count + 1)}
+        return page_count, {rid for rid, _ in records if rid in expected}
 
     def resume(self, report: IndexReport | None = None) -> Resume:
         """A fresh :class:`Resume` for one run (or one render task)."""
         return Resume(self, report)
 
     def sources(
-        self, paths: PathLike | Iterable[PathLike], exclude: Sequence[PathLike] = ()
+        self,
+        paths: PathLike | Iterable[PathLike],
+        exclude: Sequence[PathLike] = (),
+        on_skip: Callable[[NotIndexed], None] | None = None,
     ) -> Iterator[str | FileError]:
         """Files under ``paths`` (absolute; folders walked), leaving out the store's own folders and
-        ``exclude``; what cannot be read comes out as :class:`FileError`."""
+        ``exclude`` (and hidden entries and symlinked folders, as :func:`umr.documents.walk` does),
+        each reported to ``on_skip``; what cannot be read comes out as :class:`FileError`."""
         own = self.own + [os.path.abspath(os.fsdecode(p)) for p in exclude]
-        for item in walk(absolute_paths(paths)):
-            path = item.source if isinstance(item, FileError) else item
-            if any(path == root or path.startswith(root + os.sep) for root in own):
-                continue
-            yield item
+        yield from walk(
+            absolute_paths(paths), exclude=own, on_skip=on_skip,
+            exclude_reason="inside the store's own folder (its database or page images): never indexed",
+        )
 
     # ------------------------------------------------------------------ writing
     def embed_input(self, page: Page) -> Any:
@@ -208,6 +233,13 @@ class Indexer:
             indexed_at=now,
         )
         return meta
+
+    def _lexical_metadata(self, ids: list[str]) -> None:
+        """Metadata changed in Chroma (paths of a shared page set): the lexical filter terms follow."""
+        if self.lexical is not None and ids:
+            found = self.lexical.collection.records(ids)
+            keep = [i for i in ids if i in found]
+            self.lexical.upserted(keep, [found[i][1] for i in keep], [found[i][0] for i in keep])
 
     def write(
         self, ids: list[str], vectors: np.ndarray, metas: list[dict[str, Scalar]], docs: list[str],
@@ -237,20 +269,131 @@ class Indexer:
         images: Sequence[ImageData],
     ) -> int:
         """Store pages whose vectors are computed already (their images as PIL images or PNG bytes):
-        page PNGs first, then one upsert per ``max_batch`` ids.  Ids are content-derived, so writing the
-        same pages again (a retried task) replaces them, never duplicates.  Returns the pages written."""
-        if getattr(vectors, "n_tokens", None) is not None:  # multi-vectors (umr.late): one array per page
+        page PNGs first, then one upsert per ``max_batch`` ids.  Ids are content-derived: a page whose id
+        is stored already (a retried task, or a byte-identical file at another path) or repeated in
+        ``pages`` is written once, never duplicated nor re-labelled (the other path is recorded when its
+        file completes, :meth:`claim`).  ``vectors``: an ``(n, dim)`` array, or multi-vectors
+        (``umr.late.MultiVectors``, one array per page).  Returns the pages written."""
+        multi = getattr(vectors, "n_tokens", None) is not None  # multi-vectors (umr.late): one array per page
+        if multi:
             if len(vectors) != len(pages):
                 raise ValueError(f"got {len(vectors)} multi-vectors for {len(pages)} pages")
         else:
             vectors = np.asarray(vectors, dtype=np.float32)
             if vectors.shape != (len(pages), self.dim):
                 raise ValueError(f"got vectors of shape {vectors.shape} for {len(pages)} pages of dim {self.dim}")
-        now = time.time()
         ids = [self.page_id(p.sha256, p.page) for p in pages]
-        metas = [self.page_metadata(p, extra, now) for p in pages]
-        self.write(ids, vectors, metas, [p.text for p in pages], images)
-        return len(ids)
+        stored = self.collection.existing_ids(ids)
+        keep: list[int] = []
+        for i, pid in enumerate(ids):
+            if pid not in stored:
+                stored.add(pid)
+                keep.append(i)
+        if not keep:
+            return 0
+        now = time.time()
+        if multi:
+            kept_vectors: Any = type(vectors)([vectors[i] for i in keep], vectors.dim)
+        else:
+            kept_vectors = vectors[keep]
+        self.write(
+            [ids[i] for i in keep],
+            kept_vectors,
+            [self.page_metadata(pages[i], extra, now) for i in keep],
+            [pages[i].text for i in keep],
+            [images[i] for i in keep],
+        )
+        return len(keep)
+
+    # ------------------------------------------------------------------ paths of page sets
+    def claim(
+        self, source: str, sha: str, pages: int = 0, records: list[tuple[str, dict[str, Any]]] | None = None
+    ) -> int:
+        """Record the path ``source`` on every stored page of its file version ``sha`` (a byte-identical
+        file at another path may have stored them), unless fewer than ``pages`` of them are stored.
+        ``records``: :meth:`version_records`, when read already.  Returns the number of pages stored."""
+        key = source_key(source)
+        if records is None:
+            records = self.version_records(sha)
+        if not records or len(records) < pages:
+            return len(records)
+        alias = alias_key(key)
+        missing = [rid for rid, meta in records if meta.get("source") != key and meta.get(alias) != key]
+        for rid in missing:
+            self._pending.setdefault(rid, {})[alias] = key
+        if not self._defer:
+            self.apply_claims()
+        return len(records)
+
+    @contextlib.contextmanager
+    def batched_claims(self) -> Iterator[None]:
+        """Within this block, paths recorded by :meth:`claim` are written in one update (at the end,
+        or before a :meth:`release` that touches those records): a Chroma write per copy is slow."""
+        self._defer += 1
+        try:
+            yield
+        finally:
+            self._defer -= 1
+            if not self._defer:
+                self.apply_claims()
+
+    def apply_claims(self) -> None:
+        """Write the paths :meth:`claim` recorded inside :meth:`batched_claims`."""
+        if self._pending:
+            pending, self._pending = self._pending, {}
+            self.collection.update_metadata(list(pending), list(pending.values()))
+            self._lexical_metadata(list(pending))
+
+    def release(self, source: str, where: Mapping[str, Any] | None = None) -> tuple[int, int]:
+        """Take the path ``source`` off its records (those matching ``where`` too, when given).
+
+        A record no other path lists is deleted with its page image; one that another path still lists
+        is kept (when ``source`` was its first path, the next one takes its place).  Returns
+        ``(deleted, kept)``."""
+        key = source_key(source)
+        cond = {"$and": [refers_to(key), dict(where)]} if where else refers_to(key)
+        on_removed = self.images.remove if self.images is not None else None
+        deleted = kept = 0
+        seen: set[str] = set()
+        while True:
+            records = self.collection.records_where(cond, limit=min(self.collection.max_batch, 1000))
+            if not records:
+                return deleted, kept
+            if self._pending and any(rid in self._pending for rid, _ in records):
+                self.apply_claims()  # decide on the paths as they are, claims included
+                continue
+            if seen.issuperset(r[0] for r in records):  # pragma: no cover - an update that did not apply
+                raise RuntimeError(f"could not take {safe_display(key)} off {len(records)} record(s)")
+            seen.update(r[0] for r in records)
+            drop: list[tuple[str, dict[str, Any]]] = []
+            updates: list[tuple[str, dict[str, Any]]] = []
+            for rid, meta in records:
+                others = sorted(
+                    {str(v) for k, v in meta.items() if k.startswith(ALIAS_PREFIX) and v and v != key}
+                    | ({str(meta.get("source"))} if meta.get("source") not in (None, "", key) else set())
+                )
+                if not others:
+                    drop.append((rid, meta))
+                    continue
+                change: dict[str, Any] = {}
+                if meta.get("source") == key:  # the next path becomes the first
+                    first = others[0]
+                    change.update(source=first, filename=os.path.basename(first))
+                    change[alias_key(first)] = None
+                if meta.get(alias_key(key)) is not None:
+                    change[alias_key(key)] = None
+                updates.append((rid, change))
+            if drop:
+                self.collection.delete_ids([r[0] for r in drop])
+                if self.lexical is not None:
+                    self.lexical.deleted([r[0] for r in drop])
+                if on_removed is not None:
+                    on_removed([r[1] for r in drop])
+                deleted += len(drop)
+            if updates:
+                self.collection.update_metadata([u[0] for u in updates], [u[1] for u in updates])
+                self._lexical_metadata([u[0] for u in updates])
+                kept += len(updates)
 
     # ------------------------------------------------------------------ removing
     def delete_where(self, where: Mapping[str, Any]) -> int:
@@ -260,37 +403,61 @@ class Indexer:
         return self.collection.delete_where(where, on_removed, on_ids)
 
     def remove_stale(self, source: str, sha: str) -> int:
-        """Remove pages of older versions of ``source`` (other content or other settings)."""
+        """Take ``source`` off the pages of its older versions (other content or other settings); those
+        no other path lists are deleted.  Returns the pages no longer listed under ``source``."""
         where = {
             "$and": [
-                {"source": source_key(source)},
                 {"kind": {"$in": ["pdf", "image"]}},
                 {"$or": [{"sha256": {"$ne": sha}}, {"settings": {"$ne": self.settings}}]},
             ]
         }
-        return self.delete_where(where)
+        deleted, kept = self.release(source, where)
+        return deleted + kept
 
-    def finish_file(self, done: FileDone, report: IndexReport) -> None:
-        """A file rendered completely and written: count it and remove its older versions."""
-        report.files_indexed += 1
+    def finish_file(
+        self,
+        done: FileDone,
+        report: IndexReport,
+        *,
+        records: list[tuple[str, dict[str, Any]]] | None = None,
+        wrote_all: bool = False,
+    ) -> None:
+        """A file complete in the store (rendered and written now, or ``done.skipped``: present already):
+        record its path on its pages, count it and take it off its older versions.
+
+        A file rendered now whose pages are not all stored (a byte-identical file that wrote some of them
+        failed meanwhile) is reported failed instead; the next run completes it.  ``records``: the
+        version's records when read already; ``wrote_all``: the caller wrote every page of the file under
+        its path just now (nothing to record, nothing missing)."""
+        stored = done.pages if wrote_all else self.claim(done.source, done.sha256, done.pages, records)
+        if stored < done.pages:
+            report.failed.append(
+                FileError(
+                    done.source,
+                    f"only {stored} of its {done.pages} page(s) are stored (an identical file that wrote "
+                    "them failed meanwhile): run the command again",
+                    INCOMPLETE,
+                    done.sha256,
+                )
+            )
+            logger.warning("incomplete %s: %d of %d pages stored", safe_display(done.source), stored, done.pages)
+            return
+        if done.skipped:
+            report.files_skipped += 1
+        else:
+            report.files_indexed += 1
+            logger.info("indexed %s (%d pages)", safe_display(done.source), done.pages)
         report.pages_replaced += self.remove_stale(done.source, done.sha256)
-        logger.info("indexed %s (%d pages)", safe_display(done.source), done.pages)
 
     def drop_partial(self, error: FileError) -> int:
-        """Remove pages of a file that failed half-way (written by this or a killed run)."""
+        """Take a file that failed half-way (in this or a killed run) off the pages of that version;
+        those no other path lists are deleted.  Returns the pages deleted."""
         if not error.sha256:
             return 0
-        where = {
-            "$and": [
-                {"sha256": error.sha256},
-                {"source": source_key(error.source)},
-                {"settings": self.settings},
-            ]
-        }
-        removed = self.delete_where(where)
-        if removed:
-            logger.info("removed %d page(s) of the failed file %s", removed, safe_display(error.source))
-        return removed
+        deleted, _ = self.release(error.source, {"$and": [{"sha256": error.sha256}, {"settings": self.settings}]})
+        if deleted:
+            logger.info("removed %d page(s) of the failed file %s", deleted, safe_display(error.source))
+        return deleted
 
     # ------------------------------------------------------------------ the local loop
     def index(
@@ -312,23 +479,41 @@ class Indexer:
         resume = self.resume(report)
         buffer: list[Page] = []
         finished: list[FileDone] = []
+        written: set[str] = set()  # ids written by this run (a byte-identical file's pages are embedded once)
+        own: dict[tuple[str, str], int] = {}  # pages each file wrote under its own path
 
         def flush() -> None:
             if buffer:
-                vectors = embed([self.embed_input(p) for p in buffer])
-                report.pages_added += self.write_embedded(buffer, vectors, extra, [p.image for p in buffer])
+                fresh: list[Page] = []
+                for p in buffer:
+                    pid = self.page_id(p.sha256, p.page)
+                    if pid in written:
+                        report.pages_skipped += 1
+                    else:
+                        written.add(pid)
+                        fresh.append(p)
+                if fresh:
+                    vectors = embed([self.embed_input(p) for p in fresh])
+                    added = self.write_embedded(fresh, vectors, extra, [p.image for p in fresh])
+                    report.pages_added += added
+                    report.pages_skipped += len(fresh) - added
+                    if added == len(fresh):
+                        for p in fresh:
+                            own[(p.source, p.sha256)] = own.get((p.source, p.sha256), 0) + 1
                 buffer.clear()
                 if progress is not None:
                     progress(report, None)
             for done in finished:
                 resume.forget(done.sha256)
-                self.finish_file(done, report)
+                self.finish_file(done, report, wrote_all=own.pop((done.source, done.sha256), 0) == done.pages)
                 if progress is not None:
                     progress(report, done)
             finished.clear()
 
+        claims = self.batched_claims()
+        claims.__enter__()
         records = pool.render(
-            self.sources(paths),
+            self.sources(paths, on_skip=report.not_indexed.append),
             max_pixels=self.max_pixels,
             max_image_pixels=max_image_pixels,
             skip=resume.skip_file,
@@ -343,8 +528,7 @@ class Indexer:
                         flush()
                 elif isinstance(record, FileDone):
                     if record.skipped:
-                        report.files_skipped += 1
-                        report.pages_replaced += self.remove_stale(record.source, record.sha256)
+                        self.finish_file(record, report, records=resume.records(record.sha256))
                         if progress is not None:
                             progress(report, record)
                     else:
@@ -364,6 +548,7 @@ class Indexer:
             flush()
         finally:
             records.close()
+            claims.__exit__(None, None, None)
         report.seconds = time.monotonic() - start
         logger.info("%s", report.summary().splitlines()[0])
         return report

@@ -15,8 +15,10 @@ __all__ = ["RecordedModel", "open_existing", "read_collection_info"]
 class RecordedModel:
     """Stands in for the embedder a collection was built with: ids and sizes, no weights.
 
-    Enough for deleting, listing and counting; embedding raises with a clear message.
+    Enough for deleting, listing, counting and checking; embedding raises with a clear message.
     """
+
+    has_weights = False
 
     def __init__(self, info: dict[str, Any]) -> None:
         self.model_id = str(info.get("umr_model_id", "unknown"))

@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from umr.documents import safe_display
 
@@ -54,20 +55,68 @@ class WriterLock:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                holder = _holder(fh)
                 if not wait:
                     raise StoreBusyError(
-                        f"another process is writing to {safe_display(self.folder)}; wait for it, or run a "
-                        "Chroma server (chroma run --path DB) and pass --host/--port"
+                        f"another umr process{holder} is writing to {safe_display(self.folder)}; wait for it, "
+                        "or run a Chroma server (chroma run --path DB) and pass --host/--port"
                     ) from None
                 logger.warning(
-                    "another process is writing to %s; waiting for it (for concurrent writers run a Chroma "
-                    "server: chroma run --path DB, and pass host=...)",
-                    safe_display(self.folder),
+                    "waiting for another umr process writing to %s%s to finish (several writers at once need a "
+                    "Chroma server: chroma run --path DB, then --host/--port)",
+                    safe_display(self.folder), holder,
                 )
                 fcntl.flock(fh, fcntl.LOCK_EX)
+            _record_pid(fh)
             self._depth += 1
             try:
                 yield
             finally:
                 self._depth -= 1
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _record_pid(fh: Any) -> None:
+    """Write this process's id into the lock file (read by a writer that has to wait)."""
+    try:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()).encode())
+        fh.flush()
+    except OSError:  # pragma: no cover - a full disk: the lock itself still holds
+        pass
+
+
+def _holder(fh: Any) -> str:
+    """`` (pid N)`` of the process holding the lock, as it recorded itself; empty when unknown."""
+    try:
+        fh.seek(0)
+        pid = int(fh.read(32).decode().strip() or 0)
+    except (OSError, ValueError):
+        return ""
+    return f" (pid {pid})" if pid > 0 else ""
+
+
+def writer_of(folder: str | os.PathLike) -> int | None:
+    """The process id of the umr process writing to ``folder`` now (0 when it did not record one), or
+    ``None`` when nobody holds the writer lock.  Takes the lock for an instant when it is free."""
+    path = Path(os.fsdecode(folder)) / LOCK_NAME
+    if not path.exists():
+        return None
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    try:
+        with open(path, "rb") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    return int(fh.read(32).decode().strip() or 0)
+                except ValueError:
+                    return 0
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return None
+    except OSError:
+        return None

@@ -43,13 +43,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def heartbeat(host: str, port: int) -> bool:
-    """True when a Chroma server answers at ``host:port``."""
-    try:
-        import chromadb
-        from chromadb.config import Settings
+def heartbeat(host: str, port: int, timeout: float = 2.0) -> bool:
+    """True when a Chroma server answers at ``host:port`` within ``timeout`` seconds."""
+    from .collection import probe_server
 
-        chromadb.HttpClient(host=host, port=port, settings=Settings(anonymized_telemetry=False)).heartbeat()
+    try:
+        probe_server(host, port, timeout)
     except Exception:
         return False
     return True
@@ -105,6 +104,11 @@ class ChromaServer:
             time.sleep(0.1)
         logger.info("chroma server for %s on %s:%d", self.path, self.host, self.port)
         return self
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (tests stop it with SIGSTOP or SIGKILL)."""
+        return self._proc.pid if self._proc is not None else None
 
     def log_tail(self, limit: int = 800) -> str:
         if self._log is None:
