@@ -166,3 +166,29 @@ def weighted_score_fusion(
     items = list(total.items())
     order = sorted(range(len(items)), key=lambda i: -items[i][1])
     return [items[i] for i in order]
+
+
+class RankFromScores:
+    """Mixin of every reranker: ``rerank`` is ``score`` ordered best first (one rule for all of them).
+
+    The class defines ``score(query, candidates, instruction=None, **kwargs) -> list[float]``.
+    """
+
+    def score(self, query: Any, candidates: Any, instruction: str | None = None, **kwargs: Any) -> list[float]:
+        raise NotImplementedError  # pragma: no cover - every reranker defines it
+
+    def rerank(
+        self,
+        query: Any,
+        candidates: Any,
+        top_n: int | None = None,
+        instruction: str | None = None,
+        **kwargs: Any,
+    ) -> list[tuple[int, float]]:
+        """``(index, score)`` of the candidates, best first; equal scores keep the candidates' order.
+
+        ``top_n`` keeps the best ``top_n`` (a positive int; ``None`` keeps all). Other keyword arguments
+        go to ``score``.
+        """
+        n = check_top_n(top_n)
+        return rank_scores(self.score(query, candidates, instruction, **kwargs), n)
