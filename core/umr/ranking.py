@@ -225,3 +225,29 @@ def hybrid_fusion(
     return weighted_score_fusion(
         [lex_map, dense_map], [w[1], w[0]], lower_bounds=[LEXICAL_FLOOR, DENSE_FLOOR]
     )
+
+
+class RankFromScores:
+    """Mixin of every reranker: ``rerank`` is ``score`` ordered best first (one rule for all of them).
+
+    The class defines ``score(query, candidates, instruction=None, **kwargs) -> list[float]``.
+    """
+
+    def score(self, query: Any, candidates: Any, instruction: str | None = None, **kwargs: Any) -> list[float]:
+        raise NotImplementedError  # pragma: no cover - every reranker defines it
+
+    def rerank(
+        self,
+        query: Any,
+        candidates: Any,
+        top_n: int | None = None,
+        instruction: str | None = None,
+        **kwargs: Any,
+    ) -> list[tuple[int, float]]:
+        """``(index, score)`` of the candidates, best first; equal scores keep the candidates' order.
+
+        ``top_n`` keeps the best ``top_n`` (a positive int; ``None`` keeps all). Other keyword arguments
+        go to ``score``.
+        """
+        n = check_top_n(top_n)
+        return rank_scores(self.score(query, candidates, instruction, **kwargs), n)

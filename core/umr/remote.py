@@ -68,7 +68,7 @@ from umr.engines.remote_server import (  # noqa: F401 - re-exported: the old imp
 from umr.errors import RemoteServerError, UnknownRecipeError
 from umr.inputs import InputLike, MultimodalInput, coerce_inputs, is_single_input
 from umr.prompting import RecipePrompts
-from umr.ranking import check_top_n, rank_scores
+from umr.ranking import RankFromScores
 from umr.recipes import EMBED_RECIPES, Side, resolve_recipe_name
 
 logger = logging.getLogger(__name__)
@@ -371,7 +371,7 @@ class RemoteEmbedder(RecipePrompts):
         return {"model": self.model_id, "input": entries, "encoding_format": "float"}
 
 
-class RemoteReranker:
+class RemoteReranker(RankFromScores):
     """A reranker served by ``vllm serve MODEL --runner pooling`` (a cross-encoder / reranker), through
     ``/v1/score`` (``api="score"``) or ``/rerank`` (``api="rerank"``, Jina / Cohere form).
 
@@ -462,18 +462,6 @@ class RemoteReranker:
         for d in data:
             scores[int(d["index"])] = float(d[key])
         return scores
-
-    def rerank(
-        self,
-        query: InputLike,
-        candidates: Iterable[InputLike],
-        top_n: int | None = None,
-        instruction: str | None = None,
-        **kwargs: Any,
-    ) -> list[tuple[int, float]]:
-        """``(index, score)`` best first (ties keep the candidates' order); ``top_n`` keeps the best."""
-        n = check_top_n(top_n)
-        return rank_scores(self.score(query, candidates, instruction, **kwargs), n)
 
     def close(self) -> None:
         self.client.close()

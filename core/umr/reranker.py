@@ -43,6 +43,7 @@ from umr.inputs import InputLike, MultimodalInput, is_single_input
 from umr.prompting import fill, mbeir_format, render_content
 from umr.ranking import (  # noqa: F401 - fuse, finite_scores: re-exported (umr.fuse, old import paths)
     DEFAULT_FUSE_WEIGHT,
+    RankFromScores,
     check_top_n,
     finite_scores,
     fuse,
@@ -74,7 +75,7 @@ SCORE_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-class Reranker:
+class Reranker(RankFromScores):
     """A pointwise MLLM reranker following one recipe (zero-shot Qwen-VL, MonoQwen2-VL, Qwen3-VL-Reranker).
 
     >>> rr = Reranker.from_pretrained("Qwen/Qwen3-VL-Reranker-2B")                      # doctest: +SKIP
@@ -314,22 +315,6 @@ class Reranker:
         prompt = self.prompt_for(q, chosen)
         logits = self._run(q, items, prompt, chosen, bs, budget, show_progress)  # (n, 2) [yes, no]
         return [float(s) for s in self._score_fn(logits)]
-
-    def rerank(
-        self,
-        query: InputLike,
-        candidates: Iterable[InputLike],
-        top_n: int | None = None,
-        instruction: str | None = None,
-        **kwargs: Any,
-    ) -> list[tuple[int, float]]:
-        """``(index, score)`` of the candidates, best first; equal scores keep the candidates' order.
-
-        ``top_n`` keeps the best ``top_n`` (a positive int; ``None`` keeps all). Other keyword
-        arguments go to ``score``.
-        """
-        n = check_top_n(top_n)
-        return rank_scores(self.score(query, candidates, instruction, **kwargs), n)
 
     # -- internals --------------------------------------------------------------------------------------
     def _prepare(self, query: MultimodalInput, items: list[MultimodalInput], instruction: str) -> list[Any]:

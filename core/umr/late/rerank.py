@@ -20,10 +20,10 @@ import torch
 from umr.inputs import InputLike, MultimodalInput
 from umr.late.model import LateInteractionModel
 from umr.late.scoring import maxsim
-from umr.ranking import check_top_n, rank_scores
+from umr.ranking import RankFromScores
 
 
-class LateInteractionReranker:
+class LateInteractionReranker(RankFromScores):
     """Rerank candidates of any first stage by MaxSim with a ColQwen-family model."""
 
     def __init__(self, model: LateInteractionModel) -> None:
@@ -78,14 +78,3 @@ class LateInteractionReranker:
         n_q = max(1, qv.n_tokens[0])
         return [float((1.0 + s / n_q) / 2.0) for s in raw.tolist()]
 
-    def rerank(
-        self,
-        query: InputLike,
-        candidates: Iterable[InputLike],
-        top_n: int | None = None,
-        instruction: str | None = None,
-        **kwargs: Any,
-    ) -> list[tuple[int, float]]:
-        """``(index, score)`` best first (ties keep the candidates' order); ``top_n`` keeps the best."""
-        n = check_top_n(top_n)
-        return rank_scores(self.score(query, candidates, instruction, **kwargs), n)
