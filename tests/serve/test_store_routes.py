@@ -80,6 +80,14 @@ def test_upload_index_search_view_and_delete(client: Any) -> None:
     bad = client.post("/v1/search", json={"query": "x", "where": {"page": {"$nope": 1}}})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "where"
 
+    # lexical and hybrid modes: the page whose text holds the words comes first (a tiny random dense
+    # model could not do that); a mode that does not exist is a 400 naming the field
+    for mode in ("lexical", "hybrid"):
+        found = client.post("/v1/search", json={"query": "Tax form", "k": 3, "mode": mode}).json()["results"]
+        assert found and found[0]["page"] == 3, (mode, found)
+    bad_mode = client.post("/v1/search", json={"query": "x", "mode": "sparse"})
+    assert bad_mode.status_code == 400 and "mode" in bad_mode.json()["error"]["param"]
+
     # rerank: the reranker's order over the candidates, with both scores reported
     rr = client.post("/v1/search", json={"query": "tax form", "k": 2, "rerank": True}).json()
     assert rr["reranked"] and len(rr["results"]) == 2

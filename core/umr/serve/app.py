@@ -469,7 +469,7 @@ def create_app(
         depth = max(req.k, req.rerank_depth or config.rerank_depth) if req.rerank else req.k
         try:
             hits = st.search(query, k=depth, where=req.where, where_document=req.where_document,
-                             instruction=req.instruction)
+                             instruction=req.instruction, mode=req.mode, fusion=req.fusion)
         except (InputError, ValueError, TypeError) as exc:
             param = "where" if (req.where or req.where_document) and "where" in str(exc).lower() else "query"
             raise ApiError(400, str(exc), param) from None

@@ -53,6 +53,9 @@ class SearchRequest(BaseModel):
     instruction: str | None = None
     rerank: bool = False
     rerank_depth: int | None = Field(None, ge=1, le=500)
+    #: dense (embeddings), lexical (BM25 over the page text: exact codes, names) or hybrid (fused)
+    mode: Literal["dense", "lexical", "hybrid"] = "dense"
+    fusion: Literal["rrf", "weighted"] = "rrf"
 
 
 class ScoreRequest(BaseModel):

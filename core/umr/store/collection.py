@@ -345,7 +345,7 @@ class ChromaCollection:
         out: set[str] = set()
         offset = 0
         while True:
-            ids = self.raw.get(limit=GET_CHUNK, offset=offset, include=[])["ids"]
+            ids = self.call("reading record ids", "get", limit=GET_CHUNK, offset=offset, include=[])["ids"]
             out.update(ids)
             if len(ids) < GET_CHUNK:
                 return out
@@ -361,7 +361,8 @@ class ChromaCollection:
         found: set[str] = set()
         step = min(self.max_batch, GET_CHUNK)
         for i in range(0, len(ids), step):
-            got = self.raw.get(
+            got = self.call(
+                "filtering records", "get",
                 ids=list(ids[i : i + step]),
                 where=dict(where) if where else None,
                 where_document=dict(where_document) if where_document else None,
@@ -380,7 +381,8 @@ class ChromaCollection:
         out: dict[str, tuple[dict[str, Any], str]] = {}
         step = min(self.max_batch, GET_CHUNK)
         for i in range(0, len(ids), step):
-            got = self.raw.get(
+            got = self.call(
+                "reading records", "get",
                 ids=list(ids[i : i + step]),
                 where=dict(where) if where else None,
                 where_document=dict(where_document) if where_document else None,
@@ -401,7 +403,8 @@ class ChromaCollection:
         where_document: Mapping[str, Any] | None = None,
     ) -> list[tuple[str, float]]:
         """Nearest ``k`` records as ``(id, cosine similarity)``, best first (no metadata or text read)."""
-        res = self.raw.query(
+        res = self.call(
+            "searching", "query",
             query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
             n_results=k,
             where=dict(where) if where else None,
