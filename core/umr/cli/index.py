@@ -37,7 +37,9 @@ def register(sub: Any) -> None:
     add_store_args(p)
     add_image_dir_arg(p)
     add_model_args(p)
-    p.add_argument("--workers", type=int, default=1, help="renderer processes (default 1)")
+    p.add_argument("--workers", type=_workers_arg, default="auto",
+                   help="renderer processes, or 'auto' (default): 1 with the model on the CPU, one per spare "
+                        "CPU with a GPU, never more than files")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per file (default 60)")
     p.add_argument("--batch-size", type=int, default=16, help="pages embedded at a time (default 16)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -51,6 +53,29 @@ def register(sub: Any) -> None:
     g.add_argument("--actors", type=int, default=None, metavar="N",
                    help="embedding actors, one model each (default: one per GPU, else 1)")
     p.set_defaults(func=run)
+
+
+def _workers_arg(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--workers takes a number >= 1 or 'auto', got {value!r}")
+    return n
+
+
+def render_workers(requested: int | str, embedder: Any, files: int) -> int:
+    """``--workers``: a number as given, or ``auto`` sized by where the model runs (a GPU or a model
+    server count as accelerators; see :func:`umr.documents.auto_workers`)."""
+    if requested != "auto":
+        return int(requested)
+    from umr.documents import auto_workers
+
+    device = getattr(embedder, "device", None)  # None: a model server does the forward pass elsewhere
+    return auto_workers(accelerator=device is None or not str(device).startswith("cpu"), files=files)
 
 
 def collect_files(paths: Sequence[str]) -> tuple[list[str], int]:
@@ -92,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
     recorded = None if args.model or args.server_model else recorded_model(args)
     embedder = load_embedder(args, recorded)
-    store = open_store(args, embedder, workers=args.workers, timeout=args.timeout, batch_size=args.batch_size)
+    workers = render_workers(args.workers, embedder, len(files))
+    store = open_store(args, embedder, workers=workers, timeout=args.timeout, batch_size=args.batch_size)
     bar = None
     started = time.monotonic()
     if show_progress(args):

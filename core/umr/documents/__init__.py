@@ -33,7 +33,14 @@ from .render import (
     open_document,
     sniff,
 )
-from .workers import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, RenderPool, render_files
+from .workers import (
+    DEFAULT_MEMORY_LIMIT,
+    DEFAULT_TIMEOUT,
+    RenderPool,
+    auto_workers,
+    render_files,
+    usable_cpus,
+)
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -49,6 +56,7 @@ __all__ = [
     "Page",
     "RenderPool",
     "RenderRecord",
+    "auto_workers",
     "check_regular",
     "downscale",
     "file_sha256",
@@ -60,5 +68,6 @@ __all__ = [
     "safe_display",
     "sniff",
     "source_key",
+    "usable_cpus",
     "walk",
 ]

@@ -39,6 +39,33 @@ DEFAULT_MEMORY_LIMIT = 4 << 30
 DEFAULT_TIMEOUT = 60.0
 
 SkipCallback = Callable[[str, str], bool]
+
+#: Most render workers ``auto`` starts (each is a process with its own PyMuPDF; more rarely helps).
+MAX_AUTO_WORKERS = 16
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the platform has one, else ``os.cpu_count()``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - macOS / Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def auto_workers(*, accelerator: bool, files: int | None = None, cpus: int | None = None) -> int:
+    """How many render workers keep the embedder busy on this machine.
+
+    With the model on the CPU the forward pass costs several times what rendering a page (and encoding
+    its PNG) does, and torch wants the cores for its own threads: one worker keeps up.  With an
+    accelerator, the device outruns one renderer by far, so every CPU but the one feeding the device
+    renders (pre-processing the pixels stays with the embedder's threads).  Never more workers than
+    files (a worker renders one file at a time), at most ``MAX_AUTO_WORKERS``.
+    """
+    n = cpus if cpus is not None else usable_cpus()
+    want = max(1, n - 1) if accelerator else 1
+    if files is not None:
+        want = min(want, max(1, files))
+    return max(1, min(want, MAX_AUTO_WORKERS))
 RenderItem = Page | FileDone | FileError
 
 _CORE_DIR = str(Path(__file__).resolve().parents[2])
@@ -377,12 +404,14 @@ class RenderPool:
         skip: SkipCallback | None = None,
         text: bool = True,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
+        png: bool = False,
     ) -> Iterator[RenderItem]:
-        """Like :func:`render_files`, on this pool's workers."""
+        """Like :func:`render_files`, on this pool's workers.  ``png``: the workers also encode each
+        page image as PNG (``Page.png``), in parallel with the consumer, for a store that keeps them."""
         if self._closed:
             raise RuntimeError("this RenderPool is closed")
         max_pixels = validate_max_pixels(max_pixels)
-        options = {"max_pixels": max_pixels, "text": text, "max_image_pixels": max_image_pixels}
+        options = {"max_pixels": max_pixels, "text": text, "max_image_pixels": max_image_pixels, "png": png}
         return self._run(paths, options, skip)
 
     def _run(

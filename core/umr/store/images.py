@@ -7,7 +7,6 @@ atomically, so a killed writer never leaves a truncated image behind.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import threading
@@ -20,6 +19,7 @@ from PIL import Image
 
 from umr.confine import register_root
 from umr.documents import safe_display
+from umr.documents.render import PNG_COMPRESS_LEVEL, png_bytes  # noqa: F401 - re-exported
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +77,7 @@ def write_png(image: ImageData, path: Path) -> None:
     if isinstance(image, bytes):
         tmp.write_bytes(image)
     else:
-        image.save(tmp, format="PNG", compress_level=1)
+        image.save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     os.replace(tmp, path)
 
 
-def png_bytes(image: Image.Image) -> bytes:
-    """A page image as the PNG bytes :func:`write_png` would write (lossless: decoding gives the same pixels)."""
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()

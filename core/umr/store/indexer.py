@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -299,14 +300,28 @@ class Indexer:
         resume = self.resume(report)
         buffer: list[Page] = []
         finished: list[FileDone] = []
+        # Page images and records of one batch are written by this thread while the next batch renders
+        # and embeds; at most one write is in flight, and anything else that touches a file's records
+        # (finishing it, dropping a failed one) waits for it first, so the order of effects is unchanged.
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="umr-write")
+        pending: list[Future[int]] = []
+
+        def settle() -> None:
+            while pending:
+                report.pages_added += pending.pop().result()
+                if progress is not None:
+                    progress(report, None)
 
         def flush() -> None:
             if buffer:
                 vectors = embed([self.embed_input(p) for p in buffer])
-                report.pages_added += self.write_embedded(buffer, vectors, extra, [p.image for p in buffer])
+                images = [p.png if p.png is not None else p.image for p in buffer]
+                batch = list(buffer)
                 buffer.clear()
-                if progress is not None:
-                    progress(report, None)
+                settle()
+                pending.append(writer.submit(self.write_embedded, batch, vectors, extra, images))
+            if finished:
+                settle()
             for done in finished:
                 resume.forget(done.sha256)
                 self.finish_file(done, report)
@@ -319,6 +334,7 @@ class Indexer:
             max_pixels=self.max_pixels,
             max_image_pixels=max_image_pixels,
             skip=resume.skip_file,
+            png=self.images is not None,
         )
         try:
             for record in records:
@@ -343,14 +359,17 @@ class Indexer:
                         p for p in buffer if not (p.source == record.source and p.sha256 == record.sha256)
                     ]
                     resume.forget(record.sha256)
+                    settle()
                     self.drop_partial(record)
                     report.failed.append(record)
                     logger.warning("skipped %s: %s", safe_display(record.source), record.reason)
                     if progress is not None:
                         progress(report, record)
             flush()
+            settle()
         finally:
             records.close()
+            writer.shutdown(wait=True)
         report.seconds = time.monotonic() - start
         logger.info("%s", report.summary().splitlines()[0])
         return report

@@ -37,6 +37,8 @@ from umr.backbones.base import (
 from umr.errors import InputError, ModelNotFoundError
 from umr.inputs import MultimodalInput
 
+from .patchify import FastPatchifier
+
 __all__ = [
     "MAX_ASPECT_RATIO",
     "QWEN_UTILS_MAX_PIXELS",
@@ -142,6 +144,24 @@ class Processor:
         if min_pixels > max_pixels:
             raise ValueError(f"min_pixels ({min_pixels}) must not exceed max_pixels ({max_pixels})")
 
+    @property
+    def patchifier(self) -> FastPatchifier:
+        """Resize + normalise + patchify, equal to ``image_processor``'s output (checked when first
+        built; it falls back to the image processor itself otherwise)."""
+        fast = self.__dict__.get("_patchifier")
+        if fast is None:
+            fast = FastPatchifier(
+                self.image_processor,
+                min_pixels=self.min_pixels,
+                max_pixels=self.max_pixels,
+                patch_size=self.patch_size,
+                merge_size=self.merge_size,
+                temporal_patch_size=self.temporal_patch_size,
+                smart_resize=smart_resize,
+            )
+            self.__dict__["_patchifier"] = fast
+        return fast
+
     def _token_id(self, token: str) -> int:
         tid = self.tokenizer.convert_tokens_to_ids(token)
         if tid is None or tid == self.tokenizer.unk_token_id:
@@ -215,16 +235,11 @@ class Processor:
     def encode_image(self, item: MultimodalInput, geometry: ImageGeometry, owner: str) -> EncodedImage:
         """Decode, resize and patchify one image: patches ``(t*h*w, C*T*P*P)`` and its ``[t, h, w]`` grid."""
         img = self.resize(item, geometry, owner)
-        out = self.image_processor(
-            images=[img],
-            size={"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels},
-            return_tensors="np",
-        )
-        grid = [int(x) for x in np.asarray(out["image_grid_thw"])[0]]
+        patches, grid = self.patchifier.patchify(img)
         n_tokens = grid[0] * grid[1] * grid[2] // (self.merge_size**2)
         if n_tokens != geometry.num_tokens:  # planning and processing must agree
             raise RuntimeError(f"{owner}: planned {geometry.num_tokens} visual tokens, processor made {n_tokens}")
-        return EncodedImage(np.asarray(out["pixel_values"]), grid, n_tokens)
+        return EncodedImage(patches, grid, n_tokens)
 
     def encode_images(
         self, jobs: Sequence[tuple[MultimodalInput, ImageGeometry, str]], pool: Executor | None = None

@@ -1,0 +1,133 @@
+"""A fast, exact replacement for the Qwen2-VL image processor's resize + normalise + patchify.
+
+The PIL image processor of transformers turns a resized RGB image into float32 patches in several full
+passes: uint8 HWC -> CHW array, a float64 rescale, a normalise, a float32 cast, a 7-D transpose, a
+broadcast over the temporal axis and a final reshape copy (about 40 ms of CPU for a 1-megapixel page,
+more than rendering it).  Rescale and normalise are elementwise, so their result for a channel depends
+only on the byte value: a 3 x 256 lookup table, computed once *by the image processor itself*, holds
+every value they can produce.  :class:`FastPatchifier` then writes each output element once (a gather
+from the table through a strided uint8 view of the image, then one copy for the second temporal
+frame).
+
+Exactness is checked, not assumed: on construction the fast path is compared with the real image
+processor on probe images (one already at a final size, one that needs the processor's resize); any
+difference and the fast path switches itself off (``enabled`` is False, the caller uses the processor).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FastPatchifier"]
+
+
+class FastPatchifier:
+    """``patchify(image)`` = the image processor's ``pixel_values`` and ``[1, gh, gw]`` for one RGB image.
+
+    ``final_size(width, height)`` is the size the processor would resize to (``smart_resize`` with the
+    processor's factor and the given budget); the image is resized to it with the processor's resample
+    filter (PIL, uint8: the same call the PIL processor makes) unless it is that size already.
+    """
+
+    def __init__(
+        self,
+        image_processor: Any,
+        *,
+        min_pixels: int,
+        max_pixels: int,
+        patch_size: int,
+        merge_size: int,
+        temporal_patch_size: int,
+        smart_resize: Any,
+    ) -> None:
+        self.image_processor = image_processor
+        self.min_pixels, self.max_pixels = int(min_pixels), int(max_pixels)
+        self.patch_size, self.merge_size = int(patch_size), int(merge_size)
+        self.temporal = int(temporal_patch_size)
+        self.factor = self.patch_size * self.merge_size
+        self._smart_resize = smart_resize
+        self.resample = _resample(getattr(image_processor, "resample", Image.Resampling.BICUBIC))
+        self.enabled = False
+        try:
+            self.lut = self._table()
+            self.enabled = self._self_check()
+        except Exception as exc:  # an unusual processor: keep the reference path
+            logger.debug("fast patchify disabled: %s", exc)
+        if not self.enabled:
+            logger.debug("fast patchify disabled for %s: using the image processor", type(image_processor).__name__)
+
+    # ------------------------------------------------------------------ set-up
+    def _reference(self, image: Image.Image) -> tuple[np.ndarray, list[int]]:
+        out = self.image_processor(
+            images=[image],
+            size={"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels},
+            return_tensors="np",
+        )
+        return np.asarray(out["pixel_values"]), [int(x) for x in np.asarray(out["image_grid_thw"])[0]]
+
+    def _table(self) -> np.ndarray:
+        """(3, 256) float32: what rescale + normalise make of each byte value, per channel."""
+        p = self.image_processor
+        img = np.broadcast_to(np.arange(256, dtype=np.uint8), (3, 1, 256)).copy()  # CHW, every byte value
+        x: Any = img
+        if getattr(p, "do_rescale", False):
+            x = p.rescale(x, p.rescale_factor)
+        if getattr(p, "do_normalize", False):
+            x = p.normalize(x, p.image_mean, p.image_std)
+        return np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(3, 256))
+
+    def _self_check(self) -> bool:
+        rng = np.random.default_rng(0)
+        side = self.factor * max(1, int(np.ceil(np.sqrt(self.min_pixels) / self.factor)))
+        probes = [(side, side), (side + 7, side - 5)]  # at a final size; needs the processor's resize
+        for w, h in probes:
+            img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB")
+            ref, ref_grid = self._reference(img)
+            got, grid = self._patchify(img)
+            if grid != ref_grid or got.shape != ref.shape or not np.array_equal(got, ref):
+                return False
+        return True
+
+    # ------------------------------------------------------------------ work
+    def final_size(self, width: int, height: int) -> tuple[int, int]:
+        h, w = self._smart_resize(height, width, self.factor, self.min_pixels, self.max_pixels)
+        return w, h
+
+    def patchify(self, image: Image.Image) -> tuple[np.ndarray, list[int]]:
+        """Patches ``(gh * gw, C * T * P * P)`` float32 and the grid ``[1, gh, gw]`` of one RGB image."""
+        if not self.enabled:
+            return self._reference(image)
+        return self._patchify(image)
+
+    def _patchify(self, image: Image.Image) -> tuple[np.ndarray, list[int]]:
+        if image.mode != "RGB":
+            raise ValueError(f"patchify wants an RGB image, got mode {image.mode!r}")
+        size = self.final_size(*image.size)
+        if image.size != size:
+            image = image.resize(size, self.resample)
+        w, h = size
+        p, m, t = self.patch_size, self.merge_size, self.temporal
+        gh, gw = h // p, w // p
+        pixels = np.asarray(image)  # (H, W, 3) uint8
+        # (gh/m, m, P, gw/m, m, P, C) -> (gh/m, gw/m, m, m, C, P, P): a strided view, no copy
+        view = pixels.reshape(gh // m, m, p, gw // m, m, p, 3).transpose(0, 3, 1, 4, 6, 2, 5)
+        # output rows in the processor's order, each row laid out (C, T, P, P)
+        out = np.empty((gh // m, gw // m, m, m, 3, t, p, p), dtype=np.float32)
+        for c in range(3):
+            np.take(self.lut[c], view[:, :, :, :, c], out=out[:, :, :, :, c, 0], mode="clip")
+        for k in range(1, t):
+            out[:, :, :, :, :, k] = out[:, :, :, :, :, 0]
+        return out.reshape(gh * gw, 3 * t * p * p), [1, gh, gw]
+
+
+def _resample(value: Any) -> Image.Resampling:
+    try:
+        return Image.Resampling(int(value))
+    except (TypeError, ValueError):
+        return Image.Resampling.BICUBIC
