@@ -46,3 +46,18 @@ def test_a_mismatch_switches_the_fast_path_off(image_processor) -> None:
     out = image_processor(images=[image], size={"shortest_edge": 256 * 28 * 28, "longest_edge": 1280 * 28 * 28},
                           return_tensors="np")
     assert np.array_equal(got, out["pixel_values"]) and grid == [1, 32, 32]
+
+
+def test_collate_writes_every_image_into_one_batch_array(tiny_embedder) -> None:
+    rng = np.random.default_rng(3)
+    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB")
+              for w, h in ((500, 700), (1200, 300), (64, 64))]
+    proc = tiny_embedder.processor
+    batch = proc.collate(tiny_embedder.prepare_inputs([*images, "a text-only input"]))
+    ref = [proc.image_processor(images=[proc.resize(p.input, p.geometry, "x")],
+                                size={"shortest_edge": proc.min_pixels, "longest_edge": proc.max_pixels},
+                                return_tensors="np")
+           for p in tiny_embedder.prepare_inputs(images)]
+    expected = np.concatenate([r["pixel_values"] for r in ref])
+    assert np.array_equal(batch["pixel_values"].numpy(), expected)
+    assert batch["image_grid_thw"].tolist() == [r["image_grid_thw"][0].tolist() for r in ref]

@@ -99,13 +99,36 @@ class FastPatchifier:
         h, w = self._smart_resize(height, width, self.factor, self.min_pixels, self.max_pixels)
         return w, h
 
-    def patchify(self, image: Image.Image) -> tuple[np.ndarray, list[int]]:
-        """Patches ``(gh * gw, C * T * P * P)`` float32 and the grid ``[1, gh, gw]`` of one RGB image."""
-        if not self.enabled:
-            return self._reference(image)
-        return self._patchify(image)
+    def rows(self, width: int, height: int) -> int:
+        """Rows of ``patchify``'s output for an image of ``width x height``."""
+        w, h = self.final_size(width, height)
+        return (h // self.patch_size) * (w // self.patch_size)
 
-    def _patchify(self, image: Image.Image) -> tuple[np.ndarray, list[int]]:
+    @property
+    def row_size(self) -> int:
+        """Floats per row: ``C * T * P * P``."""
+        return 3 * self.temporal * self.patch_size**2
+
+    def patchify(self, image: Image.Image, out: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
+        """Patches ``(gh * gw, C * T * P * P)`` float32 and the grid ``[1, gh, gw]`` of one RGB image.
+
+        ``out``: a C-contiguous float32 array of that shape to write into (a slice of a batch's
+        ``pixel_values``, so that collation copies nothing); returned filled."""
+        if not self.enabled:
+            patches, grid = self._reference(image)
+            if out is None:
+                return patches, grid
+            self._check_out(out, patches.shape[0])
+            out[...] = patches
+            return out, grid
+        return self._patchify(image, out)
+
+    def _check_out(self, out: np.ndarray, rows: int) -> None:
+        want = (rows, self.row_size)
+        if out.shape != want or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous float32 array of shape {want}, got {out.dtype} {out.shape}")
+
+    def _patchify(self, image: Image.Image, out: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
         if image.mode != "RGB":
             raise ValueError(f"patchify wants an RGB image, got mode {image.mode!r}")
         size = self.final_size(*image.size)
@@ -114,16 +137,19 @@ class FastPatchifier:
         w, h = size
         p, m, t = self.patch_size, self.merge_size, self.temporal
         gh, gw = h // p, w // p
+        if out is None:
+            out = np.empty((gh * gw, self.row_size), dtype=np.float32)
+        self._check_out(out, gh * gw)
         pixels = np.asarray(image)  # (H, W, 3) uint8
         # (gh/m, m, P, gw/m, m, P, C) -> (gh/m, gw/m, m, m, C, P, P): a strided view, no copy
         view = pixels.reshape(gh // m, m, p, gw // m, m, p, 3).transpose(0, 3, 1, 4, 6, 2, 5)
         # output rows in the processor's order, each row laid out (C, T, P, P)
-        out = np.empty((gh // m, gw // m, m, m, 3, t, p, p), dtype=np.float32)
+        grid = out.reshape(gh // m, gw // m, m, m, 3, t, p, p)
         for c in range(3):
-            np.take(self.lut[c], view[:, :, :, :, c], out=out[:, :, :, :, c, 0], mode="clip")
+            np.take(self.lut[c], view[:, :, :, :, c], out=grid[:, :, :, :, c, 0], mode="clip")
         for k in range(1, t):
-            out[:, :, :, :, :, k] = out[:, :, :, :, :, 0]
-        return out.reshape(gh * gw, 3 * t * p * p), [1, gh, gw]
+            grid[:, :, :, :, :, k] = grid[:, :, :, :, :, 0]
+        return out, [1, gh, gw]
 
 
 def _resample(value: Any) -> Image.Resampling:
