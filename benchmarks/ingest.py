@@ -15,7 +15,8 @@ patches a page) on generated PDFs (text, vector graphics and an embedded photo p
    + normalise + patchify (the transformers image processor, and UMR's exact fast path), PNG encode +
    write of the stored page image, the embedder's forward pass, and the Chroma upsert.  CPU time, not
    wall time, so that other load on a shared machine does not inflate it.
-2. **End to end**: ``umr index PDF --model TINY --json`` with the defaults a user gets, each run in a
+2. **End to end**: ``umr index PDF --model TINY --json`` with the defaults a user gets (``--files N``
+   splits the pages over N PDFs: render workers take one file each), each run in a
    fresh process; pages/s from the indexing time the command reports (model loading excluded), its peak
    RSS (VmHWM) and CPU seconds.  With ``--before CORE`` the same command runs with another checkout's
    ``core/`` on ``PYTHONPATH`` too, alternating before / after ``--repeats`` times (medians reported).
@@ -24,7 +25,9 @@ patches a page) on generated PDFs (text, vector graphics and an embedded photo p
 4. **Memory**: peak RSS of ``umr index`` on a short and a long PDF (must stay flat: <= 1.5x).
 
 Prints a table and writes ``benchmarks/results/ingest.json`` (machine facts and load averages included).
-The GPU mode was written without a GPU at hand: it runs the same phases with ``--device cuda``.
+The GPU mode was written without a GPU at hand: it runs the same phases with ``--device cuda`` and the
+pages spread over 16 files, so that ``--workers auto`` (one render worker per spare CPU) has files to
+share; pass ``--model`` a full-size random-weight checkpoint for real FLOPs.
 """
 
 from __future__ import annotations
@@ -285,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="another checkout's core/ folder: run `umr index` with it too, alternating")
     ap.add_argument("--quick", action="store_true", help="a few pages of everything (smoke test)")
     ap.add_argument("--gpu", action="store_true", help="GPU mode: --device cuda (needs CUDA)")
+    ap.add_argument("--files", type=int, default=0,
+                    help="split the long input into this many PDFs (default 1 on CPU, 16 with --gpu)")
     ap.add_argument("--model", type=Path, default=None, help="model folder (default: a tiny Qwen2-VL, built)")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/ingest.json)")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
@@ -324,6 +329,14 @@ def main(argv: list[str] | None = None) -> int:
         tmpd = Path(tmp)
         long_pdf, short_pdf = tmpd / "long.pdf", tmpd / "short.pdf"
         make_pdf(long_pdf, args.pages)
+        files = args.files or (16 if args.gpu else 1)
+        if files > 1:  # workers render one file each: a GPU run spreads the pages over several files
+            long_input = tmpd / "docs"
+            long_input.mkdir()
+            for f in range(files):
+                make_pdf(long_input / f"part{f:03d}.pdf", max(1, args.pages // files))
+        else:
+            long_input = long_pdf
         make_pdf(short_pdf, args.short)
         naive_pdf = tmpd / "naive.pdf"
         make_pdf(naive_pdf, args.naive_pages)
@@ -349,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         for rep in range(args.repeats):
             for label, core in variants:
                 db = tmpd / f"db-{label}-{rep}"
-                r = run_child("index", {"argv": [str(long_pdf), "--db", str(db), *base]}, core, {})
+                r = run_child("index", {"argv": [str(long_input), "--db", str(db), *base]}, core, {})
                 r["load_average"] = list(os.getloadavg())
                 runs.setdefault(label, []).append(r)
             naive = run_child("naive", {"pdf": str(naive_pdf), "model_dir": str(model_dir),
@@ -385,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     la = results["load_average_start"], results["load_average_end"]
     print(f"load average at start {la[0][0]:.1f}, at end {la[1][0]:.1f} (1 min)")
     settings = {"device": device, "pages": args.pages, "short": args.short, "naive_pages": args.naive_pages,
-                "stage_pages": args.stage_pages, "repeats": args.repeats, "budget": GME_BUDGET,
+                "stage_pages": args.stage_pages, "files": files, "repeats": args.repeats, "budget": GME_BUDGET,
                 "before": str(args.before) if args.before else None,
                 "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
     payload = _common.result_payload("ingest", settings, rows, **results)
