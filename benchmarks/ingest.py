@@ -49,6 +49,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 MARKER = "__UMR_INGEST__"
 GME_BUDGET = 1280 * 28 * 28
+PARTIAL: Path | None = None  # --partial: a JSON-lines log of each finished run
 
 
 # -------------------------------------------------------------------------------------------- inputs
@@ -272,7 +273,11 @@ def run_child(kind: str, payload: dict[str, Any], core: Path | None, env_extra: 
     )
     for line in proc.stdout.splitlines():
         if line.startswith(MARKER):
-            return json.loads(line[len(MARKER):])
+            result = json.loads(line[len(MARKER):])
+            if PARTIAL is not None:  # each run as it finishes, for long runs on a busy machine
+                with PARTIAL.open("a") as fh:
+                    fh.write(json.dumps({"kind": kind, "core": str(core), "load": os.getloadavg(), **result}) + "\n")
+            return result
     raise RuntimeError(f"{kind} child failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
 
 
@@ -292,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="split the long input into this many PDFs (default 1 on CPU, 16 with --gpu)")
     ap.add_argument("--model", type=Path, default=None, help="model folder (default: a tiny Qwen2-VL, built)")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/ingest.json)")
+    ap.add_argument("--partial", type=Path, default=None, help="append each finished run to this JSON-lines file")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -304,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         print(MARKER + json.dumps(result), flush=True)
         return 0
 
+    global PARTIAL
+    PARTIAL = args.partial
     sys.path.insert(0, str(BENCH_DIR))
     if str(ROOT / "core") not in sys.path:
         sys.path.insert(0, str(ROOT / "core"))
