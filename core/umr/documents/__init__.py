@@ -36,6 +36,7 @@ from .render import (
 from .workers import (
     DEFAULT_MEMORY_LIMIT,
     DEFAULT_TIMEOUT,
+    Prefetch,
     RenderPool,
     auto_workers,
     render_files,
@@ -54,6 +55,7 @@ __all__ = [
     "FileDone",
     "FileError",
     "Page",
+    "Prefetch",
     "RenderPool",
     "RenderRecord",
     "auto_workers",

@@ -183,6 +183,19 @@ class _Pool:
         self.next_id = 0
 
     # ---------------------------------------------------------------- slots
+    def start(self) -> None:
+        """Start every worker now, in the calling thread.  A worker is asked to die with the thread that
+        started it (Linux ``PR_SET_PDEATHSIG`` follows the thread), so workers are started by the thread
+        that owns the pool, not by a reader thread that ends with the run (:class:`Prefetch`)."""
+        self.reap()
+        while len(self.workers) < self.size:
+            self.workers.append(_Worker(self.memory_limit, self.env))
+
+    def reap(self) -> None:
+        """Forget idle workers that exited since the last run (replaced when next needed)."""
+        for w in [w for w in self.workers if w.task is None and w.proc.poll() is not None]:
+            self._discard(w)
+
     def free_worker(self) -> _Worker | None:
         for w in self.workers:
             if w.task is None:
@@ -412,6 +425,9 @@ class RenderPool:
             raise RuntimeError("this RenderPool is closed")
         max_pixels = validate_max_pixels(max_pixels)
         options = {"max_pixels": max_pixels, "text": text, "max_image_pixels": max_image_pixels, "png": png}
+        if self._running:
+            raise RuntimeError("a RenderPool renders one run at a time; finish or close the other run first")
+        self._pool.start()
         return self._run(paths, options, skip)
 
     def _run(
@@ -473,6 +489,72 @@ class RenderPool:
                 self._pool.close()
         except Exception:
             pass
+
+
+class Prefetch:
+    """Iterate ``records`` (a render run) in a thread, up to ``size`` items ahead of the consumer.
+
+    A render worker sends its next page only when the previous one was read; without a reader the
+    workers stand still while the consumer embeds a batch, and rendering and embedding take turns.  With
+    one, they overlap, and memory stays bounded (``size`` pages).  ``close()`` stops the reader and
+    closes ``records`` in the reader's thread (a generator is closed where it runs).
+    """
+
+    _END = object()
+
+    def __init__(self, records: Iterator[RenderItem], size: int) -> None:
+        import queue
+        import threading
+
+        self._records = records
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, size))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="umr-render-reader", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self) -> None:
+        try:
+            for record in self._records:
+                if not self._put((record, None)):
+                    return
+            self._put((self._END, None))
+        except BaseException as exc:  # handed to the consumer
+            self._put((self._END, exc))
+        finally:
+            close = getattr(self._records, "close", None)
+            if close is not None:
+                close()
+
+    def __iter__(self) -> Iterator[RenderItem]:
+        while True:
+            record, exc = self._queue.get()
+            if exc is not None:
+                raise exc
+            if record is self._END:
+                return
+            yield record
+
+    def close(self) -> None:
+        import queue
+
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.1)  # unblock a reader waiting to put
+            except queue.Empty:
+                pass
+        self._thread.join()
 
 
 def render_files(

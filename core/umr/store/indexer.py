@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +34,7 @@ from umr.documents import (
     FileDone,
     FileError,
     Page,
+    Prefetch,
     RenderPool,
     safe_display,
     source_key,
@@ -83,12 +85,14 @@ class Resume:
         self.report = report
         self._present: dict[str, set[str]] = {}
         self._skipped: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()  # skip_file runs in the render reader's thread, skip_page in the caller's
 
     def _count(self, source: str, sha: str, pages: int) -> None:
         key = (source, sha)
-        self._skipped[key] = self._skipped.get(key, 0) + pages
-        if self.report is not None:
-            self.report.pages_skipped += pages
+        with self._lock:
+            self._skipped[key] = self._skipped.get(key, 0) + pages
+            if self.report is not None:
+                self.report.pages_skipped += pages
 
     def skip_file(self, source: str, sha: str) -> bool:
         """The ``skip`` callback of :meth:`RenderPool.render`: True when every page is stored already."""
@@ -329,12 +333,15 @@ class Indexer:
                     progress(report, done)
             finished.clear()
 
-        records = pool.render(
-            self.sources(paths),
-            max_pixels=self.max_pixels,
-            max_image_pixels=max_image_pixels,
-            skip=resume.skip_file,
-            png=self.images is not None,
+        records = Prefetch(
+            pool.render(
+                self.sources(paths),
+                max_pixels=self.max_pixels,
+                max_image_pixels=max_image_pixels,
+                skip=resume.skip_file,
+                png=self.images is not None,
+            ),
+            size=batch_size,  # workers render the next batch while this one embeds
         )
         try:
             for record in records:
