@@ -229,7 +229,8 @@ def child_naive(pdf: str, model_dir: str, max_pixels: int, device: str) -> dict[
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     ip = Qwen2VLImageProcessorPil.from_pretrained(model_dir)
-    model = Qwen2VLForConditionalGeneration.from_pretrained(model_dir).to(device).eval()
+    # SDPA as UMR uses (eager attention over ~5000 patches would make the baseline a strawman)
+    model = Qwen2VLForConditionalGeneration.from_pretrained(model_dir, attn_implementation="sdpa").to(device).eval()
     pad_id = tok.convert_tokens_to_ids("<|image_pad|>")
     head = tok.encode("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
                       "<|vision_start|>")
@@ -259,7 +260,8 @@ def child_naive(pdf: str, model_dir: str, max_pixels: int, device: str) -> dict[
             n += 1
     seconds = time.perf_counter() - start
     return {"pages": n, "seconds": seconds, "pages_per_s": n / seconds, "peak_rss_mib": _hwm_mib(),
-            "cpu_seconds": _cpu_seconds()}
+            "cpu_seconds": _cpu_seconds(), "attn_implementation": model.config._attn_implementation,
+            "vision_attn_implementation": model.config.vision_config._attn_implementation}
 
 
 def run_child(kind: str, payload: dict[str, Any], core: Path | None, env_extra: dict[str, str]) -> dict[str, Any]:
