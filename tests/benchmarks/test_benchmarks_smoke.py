@@ -231,3 +231,21 @@ def test_gpu_throughput_bf16_parity_column(gpu_throughput: ModuleType, tmp_path:
     assert row["impl"] == "umr" and row["dtype"] == "bfloat16"
     assert 0.99 <= row["min_cos_vs_fp32"] < 1.0 - 1e-7  # bf16 really ran, and means the same
     assert data["summary"]["embed_min_cosine_vs_fp32"] == row["min_cos_vs_fp32"]
+
+
+# -- ingest.py --------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_ingest_quick_writes_stages_naive_and_memory(tmp_path: Path) -> None:
+    ingest = _load("ingest")
+    out = tmp_path / "ingest.json"
+    assert ingest.main(["--quick", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "ingest"
+    stages = data["stages"]["cpu_ms_per_page"]
+    for key in ("render", "handoff", "resize_1", "png_encode", "embed_forward", "chroma_upsert"):
+        assert stages[key] >= 0 and math.isfinite(stages[key])
+    assert data["stages"]["fast_patchify_enabled"] is True
+    summary = data["summary"]
+    assert summary["naive_pages_per_s"] > 0 and summary["after_pages_per_s"] > 0
+    assert summary["after_peak_rss_mib"]["short"] > 0
+    assert data["end_to_end"]["after"][0]["pages"] == data["settings"]["pages"]

@@ -180,3 +180,27 @@ def test_render_pool_reuses_workers_across_runs(tmp_path: Path) -> None:
         second = list(pool.render([tmp_path / "b.png"], max_pixels=BUDGET))
         assert isinstance(second[-1], FileDone) and second[-1].pages == 1
     assert not _children()
+
+
+def test_prefetch_keeps_order_passes_errors_and_closes_the_run() -> None:
+    from umr.documents import Prefetch
+
+    closed: list[bool] = []
+
+    def run(n: int, fail_at: int | None = None):
+        try:
+            for i in range(n):
+                if i == fail_at:
+                    raise ValueError("boom")
+                yield i
+        finally:
+            closed.append(True)
+
+    assert list(Prefetch(run(50), size=4)) == list(range(50))
+    it = Prefetch(run(10, fail_at=3), size=2)
+    with pytest.raises(ValueError, match="boom"):
+        list(it)
+    early = Prefetch(run(1000), size=2)
+    first = next(iter(early))
+    early.close()  # the reader stops and closes the run in its own thread
+    assert first == 0 and closed == [True, True, True]

@@ -46,7 +46,9 @@ def register(sub: Any) -> None:
     p.add_argument("--lexical-language", default=None, metavar="LANG",
                    help="stemmer of a new or rebuilt lexical index (english, french, german, ...; default none)")
     add_model_args(p)
-    p.add_argument("--workers", type=int, default=1, help="renderer processes (default 1)")
+    p.add_argument("--workers", type=_workers_arg, default="auto",
+                   help="renderer processes, or 'auto' (default): 1 with the model on the CPU, one per spare "
+                        "CPU with a GPU, never more than files")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per file (default 60)")
     p.add_argument("--batch-size", type=int, default=16, help="pages embedded at a time (default 16)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -74,6 +76,29 @@ def own_folders(args: argparse.Namespace) -> list[str]:
     elif not args.host:
         folders.append(os.path.join(args.db, "images"))
     return folders
+
+
+def _workers_arg(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--workers takes a number >= 1 or 'auto', got {value!r}")
+    return n
+
+
+def render_workers(requested: int | str, embedder: Any, files: int) -> int:
+    """``--workers``: a number as given, or ``auto`` sized by where the model runs (a GPU or a model
+    server count as accelerators; see :func:`umr.documents.auto_workers`)."""
+    if requested != "auto":
+        return int(requested)
+    from umr.documents import auto_workers
+
+    device = getattr(embedder, "device", None)  # None: a model server does the forward pass elsewhere
+    return auto_workers(accelerator=device is None or not str(device).startswith("cpu"), files=files)
 
 
 def collect_files(paths: Sequence[str], own: Sequence[str] = ()) -> tuple[list[str], list[Any]]:
@@ -124,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
     recorded = None if args.model or args.server_model else recorded_model(args)
     embedder = load_embedder(args, recorded)
-    store = open_store(args, embedder, workers=args.workers, timeout=args.timeout, batch_size=args.batch_size)
+    workers = render_workers(args.workers, embedder, len(files))
+    store = open_store(args, embedder, workers=workers, timeout=args.timeout, batch_size=args.batch_size)
     if args.rebuild_lexical:
         rebuild_lexical(args, store)
     if args.rebuild:

@@ -35,7 +35,15 @@ from .render import (
     open_document,
     sniff,
 )
-from .workers import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, RenderPool, render_files
+from .workers import (
+    DEFAULT_MEMORY_LIMIT,
+    DEFAULT_TIMEOUT,
+    Prefetch,
+    RenderPool,
+    auto_workers,
+    render_files,
+    usable_cpus,
+)
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -50,8 +58,10 @@ __all__ = [
     "FileError",
     "NotIndexed",
     "Page",
+    "Prefetch",
     "RenderPool",
     "RenderRecord",
+    "auto_workers",
     "check_regular",
     "display_key",
     "downscale",
@@ -65,5 +75,6 @@ __all__ = [
     "safe_display",
     "sniff",
     "source_key",
+    "usable_cpus",
     "walk",
 ]

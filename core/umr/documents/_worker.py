@@ -4,7 +4,8 @@ Started by :mod:`umr.documents.workers` as a fresh interpreter (never a fork of 
 which may hold torch threads).  It talks to the parent over the socket ``FD`` with
 ``multiprocessing.connection`` framing:
 
-parent -> worker: ``(task_id, source, sha256_or_None, options)`` or ``None`` to stop.
+parent -> worker: ``(task_id, source, sha256_or_None, options)`` or ``None`` to stop; ``options`` are
+:func:`open_document`'s keyword arguments plus ``png`` (encode each page image as PNG here too).
 worker -> parent: ``("ready", pid)`` once, then per task ``("start", id, sha, page_count,
 kind)``, ``("page", id, Page)`` ..., and ``("done", id, pages)`` or ``("error", id, kind,
 reason, sha)``.
@@ -21,6 +22,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -85,7 +87,7 @@ def _exit_after(source: str, faults: dict[str, str]) -> int:
 
 def _serve(conn: Connection, faults: dict[str, str]) -> None:
     from .records import MEMORY, DocumentError
-    from .render import open_document
+    from .render import open_document, png_bytes
 
     while True:
         try:
@@ -99,6 +101,8 @@ def _serve(conn: Connection, faults: dict[str, str]) -> None:
             _test_fault(source, faults)
         pages = 0
         doc_sha = sha or ""
+        options = dict(options)
+        encode_png = bool(options.pop("png", False))
         try:
             doc = open_document(source, sha256=sha, **options)
             doc_sha = doc.sha256
@@ -106,6 +110,8 @@ def _serve(conn: Connection, faults: dict[str, str]) -> None:
                 conn.send(("start", task_id, doc.sha256, doc.page_count, doc.kind))
                 exit_after = _exit_after(source, faults)
                 for page in doc.pages():
+                    if encode_png:  # the storage encoding, done here in parallel with the embedder
+                        page = replace(page, png=png_bytes(page.image))
                     conn.send(("page", task_id, page))
                     pages += 1
                     if pages == exit_after:

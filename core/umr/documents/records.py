@@ -74,6 +74,8 @@ class Page:
     title: str
     author: str
     kind: DocumentKind
+    #: the page image encoded as PNG already (by a render worker asked for it), else ``None``
+    png: bytes | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         return (

@@ -39,6 +39,33 @@ DEFAULT_MEMORY_LIMIT = 4 << 30
 DEFAULT_TIMEOUT = 60.0
 
 SkipCallback = Callable[[str, str], bool]
+
+#: Most render workers ``auto`` starts (each is a process with its own PyMuPDF; more rarely helps).
+MAX_AUTO_WORKERS = 16
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the platform has one, else ``os.cpu_count()``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - macOS / Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def auto_workers(*, accelerator: bool, files: int | None = None, cpus: int | None = None) -> int:
+    """How many render workers keep the embedder busy on this machine.
+
+    With the model on the CPU the forward pass costs several times what rendering a page (and encoding
+    its PNG) does, and torch wants the cores for its own threads: one worker keeps up.  With an
+    accelerator, the device outruns one renderer by far, so every CPU but the one feeding the device
+    renders (pre-processing the pixels stays with the embedder's threads).  Never more workers than
+    files (a worker renders one file at a time), at most ``MAX_AUTO_WORKERS``.
+    """
+    n = cpus if cpus is not None else usable_cpus()
+    want = max(1, n - 1) if accelerator else 1
+    if files is not None:
+        want = min(want, max(1, files))
+    return max(1, min(want, MAX_AUTO_WORKERS))
 RenderItem = Page | FileDone | FileError
 
 _CORE_DIR = str(Path(__file__).resolve().parents[2])
@@ -156,6 +183,19 @@ class _Pool:
         self.next_id = 0
 
     # ---------------------------------------------------------------- slots
+    def start(self) -> None:
+        """Start every worker now, in the calling thread.  A worker is asked to die with the thread that
+        started it (Linux ``PR_SET_PDEATHSIG`` follows the thread), so workers are started by the thread
+        that owns the pool, not by a reader thread that ends with the run (:class:`Prefetch`)."""
+        self.reap()
+        while len(self.workers) < self.size:
+            self.workers.append(_Worker(self.memory_limit, self.env))
+
+    def reap(self) -> None:
+        """Forget idle workers that exited since the last run (replaced when next needed)."""
+        for w in [w for w in self.workers if w.task is None and w.proc.poll() is not None]:
+            self._discard(w)
+
     def free_worker(self) -> _Worker | None:
         for w in self.workers:
             if w.task is None:
@@ -377,12 +417,17 @@ class RenderPool:
         skip: SkipCallback | None = None,
         text: bool = True,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
+        png: bool = False,
     ) -> Iterator[RenderItem]:
-        """Like :func:`render_files`, on this pool's workers."""
+        """Like :func:`render_files`, on this pool's workers.  ``png``: the workers also encode each
+        page image as PNG (``Page.png``), in parallel with the consumer, for a store that keeps them."""
         if self._closed:
             raise RuntimeError("this RenderPool is closed")
         max_pixels = validate_max_pixels(max_pixels)
-        options = {"max_pixels": max_pixels, "text": text, "max_image_pixels": max_image_pixels}
+        options = {"max_pixels": max_pixels, "text": text, "max_image_pixels": max_image_pixels, "png": png}
+        if self._running:
+            raise RuntimeError("a RenderPool renders one run at a time; finish or close the other run first")
+        self._pool.start()
         return self._run(paths, options, skip)
 
     def _run(
@@ -444,6 +489,72 @@ class RenderPool:
                 self._pool.close()
         except Exception:
             pass
+
+
+class Prefetch:
+    """Iterate ``records`` (a render run) in a thread, up to ``size`` items ahead of the consumer.
+
+    A render worker sends its next page only when the previous one was read; without a reader the
+    workers stand still while the consumer embeds a batch, and rendering and embedding take turns.  With
+    one, they overlap, and memory stays bounded (``size`` pages).  ``close()`` stops the reader and
+    closes ``records`` in the reader's thread (a generator is closed where it runs).
+    """
+
+    _END = object()
+
+    def __init__(self, records: Iterator[RenderItem], size: int) -> None:
+        import queue
+        import threading
+
+        self._records = records
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, size))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="umr-render-reader", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self) -> None:
+        try:
+            for record in self._records:
+                if not self._put((record, None)):
+                    return
+            self._put((self._END, None))
+        except BaseException as exc:  # handed to the consumer
+            self._put((self._END, exc))
+        finally:
+            close = getattr(self._records, "close", None)
+            if close is not None:
+                close()
+
+    def __iter__(self) -> Iterator[RenderItem]:
+        while True:
+            record, exc = self._queue.get()
+            if exc is not None:
+                raise exc
+            if record is self._END:
+                return
+            yield record
+
+    def close(self) -> None:
+        import queue
+
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.1)  # unblock a reader waiting to put
+            except queue.Empty:
+                pass
+        self._thread.join()
 
 
 def render_files(

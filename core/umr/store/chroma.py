@@ -371,7 +371,14 @@ class ChromaStore:
             max_image_pixels=self.max_image_pixels,
             metadata=extra,
             progress=progress,
+            read_ahead=self.read_ahead,
         )
+
+    @property
+    def read_ahead(self) -> bool:
+        """Render the next batch while this one embeds: when the embedder runs on an accelerator."""
+        device = getattr(self.embedder, "device", None)
+        return device is not None and getattr(device, "type", str(device)) not in ("cpu",)
 
     def _render_pool(self) -> RenderPool:
         if self._pool is None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import logging
 import os
 import threading
@@ -22,6 +21,7 @@ from PIL import Image
 
 from umr.confine import register_root
 from umr.documents import safe_display
+from umr.documents.render import PNG_COMPRESS_LEVEL, png_bytes  # noqa: F401 - re-exported
 
 from .faults import StoreFullError, free_bytes, human
 
@@ -93,7 +93,7 @@ def write_png(image: ImageData, path: Path) -> None:
         if isinstance(image, bytes):
             tmp.write_bytes(image)
         else:
-            image.save(tmp, format="PNG", compress_level=1)
+            image.save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
         os.replace(tmp, path)
     except BaseException:  # a full disk, a kill: no half-written temp file left behind
         with contextlib.suppress(OSError):
@@ -101,8 +101,3 @@ def write_png(image: ImageData, path: Path) -> None:
         raise
 
 
-def png_bytes(image: Image.Image) -> bytes:
-    """A page image as the PNG bytes :func:`write_png` would write (lossless: decoding gives the same pixels)."""
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()

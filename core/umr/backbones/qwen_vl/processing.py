@@ -37,6 +37,8 @@ from umr.backbones.base import (
 from umr.errors import InputError, ModelNotFoundError
 from umr.inputs import MultimodalInput
 
+from .patchify import FastPatchifier
+
 __all__ = [
     "MAX_ASPECT_RATIO",
     "QWEN_UTILS_MAX_PIXELS",
@@ -142,6 +144,24 @@ class Processor:
         if min_pixels > max_pixels:
             raise ValueError(f"min_pixels ({min_pixels}) must not exceed max_pixels ({max_pixels})")
 
+    @property
+    def patchifier(self) -> FastPatchifier:
+        """Resize + normalise + patchify, equal to ``image_processor``'s output (checked when first
+        built; it falls back to the image processor itself otherwise)."""
+        fast = self.__dict__.get("_patchifier")
+        if fast is None:
+            fast = FastPatchifier(
+                self.image_processor,
+                min_pixels=self.min_pixels,
+                max_pixels=self.max_pixels,
+                patch_size=self.patch_size,
+                merge_size=self.merge_size,
+                temporal_patch_size=self.temporal_patch_size,
+                smart_resize=smart_resize,
+            )
+            self.__dict__["_patchifier"] = fast
+        return fast
+
     def _token_id(self, token: str) -> int:
         tid = self.tokenizer.convert_tokens_to_ids(token)
         if tid is None or tid == self.tokenizer.unk_token_id:
@@ -218,27 +238,47 @@ class Processor:
         assert prepared.geometry is not None
         return self.resize(prepared.input, prepared.geometry, f"input #{prepared.index}")
 
-    def encode_image(self, item: MultimodalInput, geometry: ImageGeometry, owner: str) -> EncodedImage:
-        """Decode, resize and patchify one image: patches ``(t*h*w, C*T*P*P)`` and its ``[t, h, w]`` grid."""
+    def encode_image(
+        self, item: MultimodalInput, geometry: ImageGeometry, owner: str, out: np.ndarray | None = None
+    ) -> EncodedImage:
+        """Decode, resize and patchify one image: patches ``(t*h*w, C*T*P*P)`` and its ``[t, h, w]`` grid.
+
+        ``out``: where to write the patches (rows of a batch's ``pixel_values``), else a new array."""
         img = self.resize(item, geometry, owner)
-        out = self.image_processor(
-            images=[img],
-            size={"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels},
-            return_tensors="np",
-        )
-        grid = [int(x) for x in np.asarray(out["image_grid_thw"])[0]]
+        if out is not None and out.shape[0] != self.patch_rows(geometry):
+            raise RuntimeError(f"{owner}: planned {self.patch_rows(geometry)} patch rows, out has {out.shape[0]}")
+        patches, grid = self.patchifier.patchify(img, out)
         n_tokens = grid[0] * grid[1] * grid[2] // (self.merge_size**2)
         if n_tokens != geometry.num_tokens:  # planning and processing must agree
             raise RuntimeError(f"{owner}: planned {geometry.num_tokens} visual tokens, processor made {n_tokens}")
-        return EncodedImage(np.asarray(out["pixel_values"]), grid, n_tokens)
+        return EncodedImage(patches, grid, n_tokens)
+
+    def patch_rows(self, geometry: ImageGeometry) -> int:
+        """Rows of ``pixel_values`` an image of this geometry takes."""
+        w, h = geometry.final_size
+        return (h // self.patch_size) * (w // self.patch_size)
 
     def encode_images(
-        self, jobs: Sequence[tuple[MultimodalInput, ImageGeometry, str]], pool: Executor | None = None
+        self,
+        jobs: Sequence[tuple[MultimodalInput, ImageGeometry, str]],
+        pool: Executor | None = None,
+        out: np.ndarray | None = None,
     ) -> list[EncodedImage]:
-        """``encode_image`` over many images, in ``pool``'s threads when given (PIL releases the GIL)."""
+        """``encode_image`` over many images, in ``pool``'s threads when given (PIL releases the GIL).
+
+        ``out``: one float32 array with the rows of all of them, in order (``patch_rows`` each)."""
+        outs: list[np.ndarray | None] = [None] * len(jobs)
+        if out is not None:
+            start = 0
+            for k, (_, geometry, _) in enumerate(jobs):
+                stop = start + self.patch_rows(geometry)
+                outs[k] = out[start:stop]
+                start = stop
+            if start != out.shape[0]:
+                raise ValueError(f"out has {out.shape[0]} rows, the images take {start}")
         if pool is None or len(jobs) < 2:
-            return [self.encode_image(*job) for job in jobs]
-        return list(pool.map(lambda job: self.encode_image(*job), jobs))
+            return [self.encode_image(*job, o) for job, o in zip(jobs, outs)]
+        return list(pool.map(lambda pair: self.encode_image(*pair[0], pair[1]), zip(jobs, outs)))
 
     def expand(self, ids: Sequence[int], images: Sequence[EncodedImage]) -> list[int]:
         """Replace the i-th image placeholder of ``ids`` by ``images[i].num_tokens`` placeholders."""
@@ -251,11 +291,17 @@ class Processor:
                 out.append(tok)
         return out
 
-    def pad(self, rows: Sequence[Sequence[int]], images: Sequence[EncodedImage] = ()) -> dict[str, torch.Tensor]:
+    def pad(
+        self,
+        rows: Sequence[Sequence[int]],
+        images: Sequence[EncodedImage] = (),
+        pixel_values: np.ndarray | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Pad token rows on the recipe's side and stack them with the images' patches.
 
         Returns ``input_ids`` / ``attention_mask`` (B, L) and, with images, ``pixel_values``
         (total patches, C*T*P*P) and ``image_grid_thw`` (n_images, 3) in placeholder order.
+        ``pixel_values``: the images' patches stacked already (``encode_images(..., out=)``), used as is.
         """
         longest = max(len(r) for r in rows)
         # input_ids (B, L) filled with the pad id, attention_mask (B, L) 1 on real tokens
@@ -267,14 +313,18 @@ class Processor:
             attention_mask[i, span] = 1
         batch: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention_mask}
         if images:
-            batch["pixel_values"] = torch.from_numpy(np.concatenate([im.patches for im in images], axis=0))
+            stacked = pixel_values if pixel_values is not None else np.concatenate([im.patches for im in images])
+            batch["pixel_values"] = torch.from_numpy(stacked)
             batch["image_grid_thw"] = torch.tensor([im.grid for im in images], dtype=torch.long)
         return batch
 
     def collate(self, batch: Sequence[PreparedInput], pool: Executor | None = None) -> dict[str, torch.Tensor]:
         """Encode the batch's images, expand placeholders, truncate to ``max_length`` and pad."""
         jobs = [(p.input, p.geometry, f"input #{p.index}") for p in batch if p.geometry is not None]
-        encoded = iter(self.encode_images(jobs, pool))
+        # the batch's pixel_values, written in place by each image's patchify (no per-image copy to stack)
+        total = sum(self.patch_rows(g) for _, g, _ in jobs)
+        stacked = np.empty((total, self.patchifier.row_size), dtype=np.float32) if jobs else None
+        encoded = iter(self.encode_images(jobs, pool, stacked))
         rows: list[list[int]] = []
         images: list[EncodedImage] = []
         for prep in batch:
@@ -290,7 +340,7 @@ class Processor:
                     )
             images.extend(mine)
             rows.append(ids)
-        return self.pad(rows, images)
+        return self.pad(rows, images, stacked)
 
 
 
