@@ -30,7 +30,9 @@ def _add(col: ChromaCollection, ids: list[str], texts: list[str]) -> None:
                metadatas=[{"source": f"/{i}.pdf"} for i in ids])
 
 
-def test_mirror_follows_writes_and_repairs_a_lagging_side(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_mirror_follows_writes_and_repairs_a_lagging_side(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     col = _collection(tmp_path)
     mirror = LexicalMirror(col, LexicalIndex(tmp_path / "lex"))
     _add(col, ["a", "b"], ["alpha pumps", "beta valves"])
@@ -44,7 +46,10 @@ def test_mirror_follows_writes_and_repairs_a_lagging_side(tmp_path: Path, caplog
     _add(col, ["c", "d", "e"], ["gamma", "delta INV-7", "epsilon"])
     col.raw.delete(ids=["b"])
     later = LexicalMirror(col, LexicalIndex(tmp_path / "lex"))
-    with caplog.at_level(logging.INFO), later.session():
+    # a library's logging.config call earlier in the run (disable_existing_loggers) must not hide this
+    mirror_logger = logging.getLogger("umr.store.lexical.mirror")
+    monkeypatch.setattr(mirror_logger, "disabled", False)
+    with caplog.at_level(logging.INFO, logger="umr.store.lexical.mirror"), later.session():
         pass
     assert later.lexical.ids() == {"c", "d", "e"} == chroma_ids(col)
     assert "comparing ids" in caplog.text
