@@ -90,7 +90,12 @@ class CentroidIndex:
         seed: int = 0,
         **kwargs: int,
     ) -> CentroidIndex:
-        """Spherical k-means (torch, CPU) of the sample's tokens into ``n_centroids`` unit centroids."""
+        """Spherical k-means (torch, CPU) of the sample's tokens into ``n_centroids`` unit centroids.
+
+        The centroid count must grow with the collection: ColBERTv2 / PLAID take about ``16 * sqrt(stored
+        tokens)`` rounded to a power of two. On the benchmark's synthetic corpus 4096 centroids give recall@10
+        0.985 at depth 200 over 10k pages but only 0.49 over 100k (``benchmarks/late_interaction.py``).
+        """
         tokens = _as_array(sample) if isinstance(sample, np.ndarray) and sample.ndim == 2 else np.concatenate(
             [_as_array(page) for page in sample]
         )
