@@ -10,7 +10,8 @@ concepts pulled towards one direction all queries share (ColQwen's augmentation 
 Measured, per corpus size:
 
 * **recall@10**: the share of exhaustive MaxSim's top 10 that the two-stage search returns, for each
-  first stage (mean token, MUVERA FDE configs) at depths 50 / 100 / 200; also with pooled page vectors
+  first stage (mean token, MUVERA FDE configs, PLAID-style centroids: k-means of the first chunk's tokens,
+  pages as centroid-id sets, pruned then full centroid interaction) at depths 50 / 100 / 200; also with pooled page vectors
   (``pool_factor`` 2), still against exhaustive MaxSim on the unpooled vectors.
 * **latency** of one query: encode the query's single vector + exact first-stage top-``depth`` over all
   pages + gather the candidates from the memory-mapped store + MaxSim; CPU, and GPU when present.
@@ -46,6 +47,7 @@ import numpy as np
 import torch
 
 from umr.late import (
+    CentroidIndex,
     ExactIndex,
     FDEConfig,
     FDEEncoder,
@@ -204,7 +206,8 @@ def run_size(n_pages: int, args: argparse.Namespace, work: Path, recall_rows: li
     singles: dict[str, list[np.ndarray]] = {name: [] for name in encs}
     ids: list[str] = []
     t0 = time.perf_counter()
-    timings: dict[str, float] = {"encode_s": 0.0, "pool_s": 0.0}
+    timings: dict[str, float] = {"encode_s": 0.0, "pool_s": 0.0, "centroid_fit_s": 0.0, "centroid_add_s": 0.0}
+    centroid: CentroidIndex | None = None
     for start in range(0, n_pages, args.chunk):
         count = min(args.chunk, n_pages - start)
         pages = make_pages(world, count, tuple(args.tokens), rng)
@@ -219,6 +222,15 @@ def run_size(n_pages: int, args: argparse.Namespace, work: Path, recall_rows: li
         for name, enc in encs.items():
             singles[name].append(enc.encode_documents(pages))
         timings["encode_s"] += time.perf_counter() - t
+        if args.centroids:
+            t = time.perf_counter()
+            if centroid is None:  # k-means on the first chunk's tokens (a sample, as PLAID does)
+                centroid = CentroidIndex.fit(pages, args.centroids, iterations=6, seed=args.seed,
+                                             nprobe=args.nprobe, candidates=args.centroid_candidates)
+                timings["centroid_fit_s"] = time.perf_counter() - t
+                t = time.perf_counter()
+            centroid.add(chunk_ids, pages)
+            timings["centroid_add_s"] += time.perf_counter() - t
     timings["build_s"] = time.perf_counter() - t0
     queries = make_queries(world, args.queries, rng)
     plain = TwoStageSearcher(stores["float16"], device="cpu")
@@ -244,6 +256,16 @@ def run_size(n_pages: int, args: argparse.Namespace, work: Path, recall_rows: li
                                     "store": store_name, "depth": depth, "recall_at_10": r})
                 if store_name == "float16":
                     best[f"{name}@{depth}"] = r
+    centroid_name = f"centroids {args.centroids} (PLAID-style)"
+    if centroid is not None:
+        for store_name, store in stores.items():
+            searcher = TwoStageSearcher(store, first_stage=centroid, device="cpu")
+            for depth in args.depths:
+                r = recall_at(searcher.search(queries, k=10, depth=depth), truth)
+                recall_rows.append({"pages": n_pages, "first_stage": centroid_name, "vector_dim": "-",
+                                    "store": store_name, "depth": depth, "recall_at_10": r})
+                if store_name == "float16":
+                    best[f"{centroid_name}@{depth}"] = r
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     depth = args.latency_depth
     for device in devices:
@@ -264,6 +286,17 @@ def run_size(n_pages: int, args: argparse.Namespace, work: Path, recall_rows: li
                 latency_rows.append({"pages": n_pages, "device": device, "first_stage": name, "store": store_name,
                                      "tokens_per_page": store.stats()["tokens_per_page"], "depth": depth,
                                      "first_stage_ms": first, "rerank_ms": rerank, "total_ms": total})
+        if centroid is not None:  # the centroid first stage runs in numpy on the CPU
+            for store_name, store in stores.items():
+                searcher = TwoStageSearcher(store, first_stage=centroid, device=device)
+                first = median_ms(lambda q: centroid.search([q], depth), queries, sync)
+                cands = [centroid.search([q], depth)[0] for q in queries]
+                rerank = median_ms(lambda qc, s=searcher: s.rerank([qc[0]], [qc[1]], 10), list(zip(queries, cands)),
+                                   sync)
+                total = median_ms(lambda q, s=searcher: s.search([q], k=10, depth=depth), queries, sync)
+                latency_rows.append({"pages": n_pages, "device": device, "first_stage": centroid_name,
+                                     "store": store_name, "tokens_per_page": store.stats()["tokens_per_page"],
+                                     "depth": depth, "first_stage_ms": first, "rerank_ms": rerank, "total_ms": total})
     for store in stores.values():
         store.close()
     return {"pages": n_pages, **timings, "recall_by_first_stage": best}
@@ -355,6 +388,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="build the pooled store only for sizes up to this (pooling 100k pages takes minutes)")
     p.add_argument("--chroma-max-pages", type=int, default=10_000,
                    help="measure Chroma HNSW as the first stage for sizes up to this")
+    p.add_argument("--centroids", type=int, default=4096,
+                   help="k-means centroids of the PLAID-style first stage (fitted on the first chunk); 0: skip it")
+    p.add_argument("--nprobe", type=int, default=4, help="centroids each query token probes (centroid first stage)")
+    p.add_argument("--centroid-candidates", type=int, default=1000,
+                   help="pages the pruned centroid step passes to full centroid scoring")
     p.add_argument("--page-tokens", type=int, default=768)
     p.add_argument("--sample-pages", type=int, default=48)
     p.add_argument("--chunk", type=int, default=2000)
@@ -366,6 +404,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.sizes, args.queries, args.tokens = [400], 8, [8, 24]
         args.depths, args.latency_depth, args.page_tokens, args.sample_pages, args.chunk = [20, 50], 50, 48, 4, 150
         args.pool_max_pages = args.chroma_max_pages = 400
+        args.centroids, args.centroid_candidates = 64, 200
     for size in args.sizes:
         if size < max(*args.depths, args.latency_depth) or size < args.queries:
             p.error(f"--sizes {size} must be at least the largest depth and the number of queries")

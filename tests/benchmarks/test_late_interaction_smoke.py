@@ -19,8 +19,9 @@ def test_late_interaction_smoke(tmp_path: Path) -> None:
     assert data["benchmark"] == "late_interaction"
     assert {"benchmark", "created", "machine", "settings", "results", "latency", "storage"} <= set(data)
     rows = data["results"]
-    assert {r["first_stage"] for r in rows} == {"mean (cosine)", "fde r10 k4 p16"}
-    for stage in ("mean (cosine)", "fde r10 k4 p16"):
+    stages = ("mean (cosine)", "fde r10 k4 p16", "centroids 64 (PLAID-style)")
+    assert {r["first_stage"] for r in rows} == set(stages)
+    for stage in stages:
         plain = {r["depth"]: r["recall_at_10"] for r in rows if r["first_stage"] == stage and r["store"] == "float16"}
         assert set(plain) == {20, 50} and 0 <= plain[20] <= plain[50] <= 1
     storage = {(r["source"], r["store"]): r["kb_per_page"] for r in data["storage"]}

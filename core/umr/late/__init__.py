@@ -1,5 +1,5 @@
-"""Late interaction (ColQwen family): MaxSim scoring, token pooling, MUVERA encodings, a page-vector
-store beside Chroma and two-stage search.
+"""Late interaction (ColQwen family): MaxSim scoring, token pooling, MUVERA encodings, a PLAID-style
+centroid first stage, a page-vector store beside Chroma and two-stage search.
 
 >>> from umr.late import PageVectorStore, TwoStageSearcher, maxsim   # doctest: +SKIP
 
@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _LAZY = {
+    "CentroidIndex": "umr.late.centroid",
     "ExactIndex": "umr.late.search",
     "FirstStage": "umr.late.search",
     "TwoStageSearcher": "umr.late.search",
@@ -33,6 +34,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "CentroidIndex",
     "ExactIndex",
     "FDEConfig",
     "FDEEncoder",
@@ -54,6 +56,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from umr.late.centroid import CentroidIndex
     from umr.late.collection import LateCollection
     from umr.late.fde import FDEConfig, FDEEncoder, MeanTokenEncoder
     from umr.late.model import LateInteractionModel

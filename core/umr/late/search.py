@@ -1,7 +1,8 @@
 """Two-stage late-interaction search: one vector per page finds candidates, exact MaxSim re-ranks them.
 
 The first stage is anything with ``search(vectors, depth) -> list of id lists`` over the single vector per
-page (:class:`ExactIndex` here, an exact batched matrix product; the Chroma collection in the store). The
+page (:class:`ExactIndex` here, an exact batched matrix product; the Chroma collection in the store), or one
+that takes the query tokens themselves (``takes_tokens = True``: :class:`~umr.late.centroid.CentroidIndex`). The
 second stage gathers the candidates' token vectors from the :class:`~umr.late.page_store.PageVectorStore`
 and scores them by MaxSim. :meth:`TwoStageSearcher.exhaustive` scores every stored page (small
 collections, and the reference the two-stage recall is measured against).
@@ -16,6 +17,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from umr.late.centroid import CentroidIndex
 from umr.late.fde import FDEEncoder, MeanTokenEncoder
 from umr.late.page_store import PageVectorStore
 from umr.late.scoring import MultiVector, default_device, maxsim_gathered, pad
@@ -113,7 +115,7 @@ class TwoStageSearcher:
         self,
         store: PageVectorStore,
         encoder: FDEEncoder | MeanTokenEncoder | SingleVectorEncoder | None = None,
-        first_stage: FirstStage | None = None,
+        first_stage: FirstStage | CentroidIndex | None = None,
         device: torch.device | str | None = None,
     ) -> None:
         self.store = store
@@ -147,10 +149,15 @@ class TwoStageSearcher:
 
     def search(self, queries: Sequence[MultiVector], k: int = 10, depth: int = 200) -> list[Hits]:
         """First stage (``depth`` candidates per query), then exact MaxSim; ``k`` hits per query."""
-        if self.encoder is None or self.first_stage is None:
-            raise ValueError("two-stage search needs an encoder and a first stage; use exhaustive() without them")
-        encoded = self.encoder.encode_queries(list(queries))
-        candidates = self.first_stage.search(encoded, depth)
+        takes_tokens = getattr(self.first_stage, "takes_tokens", False)
+        if self.first_stage is None or (self.encoder is None and not takes_tokens):
+            raise ValueError("two-stage search needs a first stage (and an encoder unless the first stage takes "
+                             "the query tokens, as CentroidIndex does); use exhaustive() without them")
+        if takes_tokens:
+            candidates = self.first_stage.search(list(queries), depth)
+        else:
+            encoded = self.encoder.encode_queries(list(queries))
+            candidates = self.first_stage.search(encoded, depth)
         return self.rerank(queries, candidates, k)
 
     def exhaustive(self, queries: Sequence[MultiVector], k: int = 10, pages_per_batch: int = 512) -> list[Hits]:
