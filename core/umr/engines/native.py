@@ -53,6 +53,27 @@ def _to_device(batch: dict[str, torch.Tensor], device: torch.device, dtype: torc
     return batch
 
 
+
+def recipe_processor(
+    backbone: Any, tokenizer: Any, image_processor: Any, recipe: Any, min_pixels: int, max_pixels: int
+) -> Any:
+    """The backbone's processor set up as an embedding or rerank ``recipe`` says (one place for both).
+
+    The first resize uses the recipe's own budget when ``pre_resize_to_budget``, else (None) the
+    backbone's reference defaults (qwen-vl-utils' 4·28²–16384·28² for Qwen-VL)."""
+    return backbone.make_processor(
+        tokenizer,
+        image_processor,
+        image_pad_token=recipe.image_pad_token,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        max_length=recipe.max_length,
+        pre_resize=recipe.pre_resize,
+        padding_side=recipe.padding_side,
+        pre_resize_pixels=(min_pixels, max_pixels) if recipe.pre_resize_to_budget else None,
+        alpha=recipe.alpha,
+    )
+
 class NativeEmbedEngine(EmbedEngine):
     """Embeddings from a backbone umr runs: token-budget batches, the recipe's pooler, normalisation.
 
@@ -79,20 +100,7 @@ class NativeEmbedEngine(EmbedEngine):
         self.device = device
         self.dtype = dtype
         self.backbone = backbone_of(model, recipe.backbone)
-        # the first resize uses the recipe's budget, or (None) the backbone's reference defaults
-        pre_budget = (min_pixels, max_pixels) if recipe.pre_resize_to_budget else None
-        self.processor = self.backbone.make_processor(
-            tokenizer,
-            image_processor,
-            image_pad_token=recipe.image_pad_token,
-            min_pixels=min_pixels,
-            max_pixels=max_pixels,
-            max_length=recipe.max_length,
-            pre_resize=recipe.pre_resize,
-            padding_side=recipe.padding_side,
-            pre_resize_pixels=pre_budget,
-            alpha=recipe.alpha,
-        )
+        self.processor = recipe_processor(self.backbone, tokenizer, image_processor, recipe, min_pixels, max_pixels)
         exclude: tuple[int, int] | None = None
         if recipe.pool_exclude_span is not None:
             start, end = recipe.pool_exclude_span
@@ -253,21 +261,7 @@ class NativeRerankEngine(RerankEngine):
         self.device = device
         self.dtype = dtype
         self.backbone = backbone_of(model, recipe.backbone)
-        extra: dict[str, Any] = {}
-        if recipe.pre_resize_to_budget:
-            extra["pre_resize_pixels"] = (min_pixels, max_pixels)
-        self.processor = self.backbone.make_processor(
-            tokenizer,
-            image_processor,
-            image_pad_token=recipe.image_pad_token,
-            min_pixels=min_pixels,
-            max_pixels=max_pixels,
-            max_length=recipe.max_length,
-            pre_resize=recipe.pre_resize,
-            padding_side=recipe.padding_side,
-            alpha=recipe.alpha,
-            **extra,
-        )
+        self.processor = recipe_processor(self.backbone, tokenizer, image_processor, recipe, min_pixels, max_pixels)
         #: ``answer_logits="generate"``: the checkpoint's repetition penalty (None when there is none)
         self.repetition_penalty: float | None = None
         if recipe.answer_logits == "generate":
