@@ -8,8 +8,9 @@ Names load on first use, so the page-vector store opens without importing torch 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from umr._lazy import lazy_exports
 
 _LAZY = {
     "CentroidIndex": "umr.late.centroid",
@@ -68,14 +69,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from umr.late.token_pooling import n_clusters, pool_tokens
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'umr.late' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__, globals())

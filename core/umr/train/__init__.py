@@ -17,8 +17,9 @@ Heavy modules load on first use: importing ``umr.train`` needs neither peft nor 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from umr._lazy import lazy_exports
 
 _LAZY = {
     "fit": "umr.train.trainer",
@@ -55,14 +56,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from umr.train.trainer import FitReport, fit
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'umr.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__, globals())
