@@ -35,7 +35,7 @@ import _common
 from _common import Column
 
 NAME = "serve"
-ENDPOINTS = ("embeddings", "rerank")
+ENDPOINTS = ("embeddings", "embeddings_image", "rerank")
 MODES = ("on", "off")
 _WORDS = ["revenue", "grew", "operating", "costs", "fell", "figure", "shows", "pipeline", "installation",
           "manual", "connect", "power", "cable", "press", "reset", "button", "green", "light", "invoice", "total"]
@@ -47,6 +47,37 @@ def _text(i: int, n: int = 12) -> str:
 
 def embed_body(i: int, model: str) -> dict[str, Any]:
     return {"model": model, "input": [_text(i)], "encoding_format": "base64"}
+
+
+_PAGES: list[bytes] = []
+
+
+def page_png(i: int) -> bytes:
+    """One of 8 small page-like PNGs (640 x 480: a title bar, text lines, a chart), by ``i``."""
+    if not _PAGES:
+        import io
+
+        from PIL import Image, ImageDraw
+
+        for k in range(8):
+            img = Image.new("RGB", (640, 480), "white")
+            draw = ImageDraw.Draw(img)
+            draw.rectangle((20, 20, 620, 60), fill=(30 + 20 * k, 60, 120))
+            for line in range(12):
+                draw.text((24, 80 + 16 * line), _text(k * 12 + line, 9), fill="black")
+            for bar in range(8):
+                draw.rectangle((360 + 30 * bar, 460 - 20 * ((bar + k) % 8 + 1), 380 + 30 * bar, 460), fill=(200, 80, 40))
+            buf = io.BytesIO()
+            img.save(buf, format="PNG")
+            _PAGES.append(buf.getvalue())
+    return _PAGES[i % len(_PAGES)]
+
+
+def embed_image_body(i: int, model: str) -> dict[str, Any]:
+    import base64
+
+    url = "data:image/png;base64," + base64.b64encode(page_png(i)).decode("ascii")
+    return {"model": model, "input": [[{"type": "image_url", "image_url": {"url": url}}]], "encoding_format": "base64"}
 
 
 def rerank_body(i: int, docs: int) -> dict[str, Any]:
@@ -205,6 +236,12 @@ class InProcess:
     def call(self, endpoint: str, i: int) -> Any:
         if endpoint == "embeddings":
             return self.emb.embed_documents([_text(i)])
+        if endpoint == "embeddings_image":  # decoded from the same PNG bytes the request carries
+            import io
+
+            from PIL import Image
+
+            return self.emb.embed_documents([Image.open(io.BytesIO(page_png(i)))])
         body = rerank_body(i, self.docs)
         return self.rr.score(body["query"], body["documents"])
 
@@ -274,6 +311,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model = str(model_dir.resolve())
         make = {
             "embeddings": ("/v1/embeddings", lambda i: json.dumps(embed_body(i, model)).encode()),
+            "embeddings_image": ("/v1/embeddings", lambda i: json.dumps(embed_image_body(i, model)).encode()),
             "rerank": ("/v1/rerank", lambda i: json.dumps(rerank_body(i, args.docs)).encode()),
         }
         for endpoint in endpoints:

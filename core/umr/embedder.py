@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +26,7 @@ from umr.backbones.base import BackboneProcessor, PreparedInput
 from umr.engines import embed_engine_class
 from umr.engines.base import EmbedCall, EmbedEngine, source_path
 from umr.errors import RemoteCodeError
-from umr.inputs import InputLike, MultimodalInput, coerce_inputs, is_single_input
+from umr.inputs import InputLike, coerce_inputs, is_single_input
 from umr.prompting import RecipePrompts, mbeir_format  # noqa: F401 - mbeir_format: re-exported
 from umr.recipes import (
     DEFAULT_EMBEDDER,
@@ -357,16 +357,31 @@ class Embedder(RecipePrompts):
         if not items:
             empty = np.zeros((0, self.dim), dtype=np.float32)
             return empty if convert_to == "numpy" else torch.from_numpy(empty)
-        call = EmbedCall(
-            side=side,
-            instruction=instruction,
-            dim=self.dim,
-            batch_size=batch_size or self.batch_size,
-            max_batch_tokens=max_batch_tokens or self.max_batch_tokens,
-        )
-        vectors = self._run(items, call, show_progress)  # (n, dim) float32, CPU
-        out = vectors[0] if single else vectors
+        call = self._call(side, instruction, batch_size, max_batch_tokens)
+        vectors = self._run(lambda c: self.engine.embed(items, self, c), len(items), call, show_progress)
+        out = vectors[0] if single else vectors  # (n, dim) float32, CPU
         return out.numpy() if convert_to == "numpy" else out
+
+    def embed_prepared(
+        self,
+        prepared: Sequence[PreparedInput],
+        *,
+        batch_size: int | None = None,
+        max_batch_tokens: int | None = None,
+    ) -> np.ndarray:
+        """Embed items from :meth:`prepare_inputs` (returns ``(n, dim)`` float32, in their order).
+
+        The same token-budget batches and vectors as ``embed`` of the raw inputs, without tokenising
+        them again: for callers that prepare first to learn each input's token cost or to validate it
+        (``umr serve`` does, per request). Engines umr runs itself only, as ``prepare_inputs``.
+        """
+        items = list(prepared)
+        if not all(isinstance(p, PreparedInput) for p in items):
+            raise TypeError("embed_prepared takes the items prepare_inputs returned")
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        call = self._call("document", None, batch_size, max_batch_tokens)  # the prompts are already built
+        return self._run(lambda c: self.engine.embed_prepared(items, c), len(items), call, False).numpy()
 
     def prepare_inputs(
         self,
@@ -395,17 +410,28 @@ class Embedder(RecipePrompts):
             raise ValueError("encode_prepared needs at least one prepared input")
         return self.engine.encode_prepared(list(prepared), self.dim)
 
-    def _run(self, items: list[MultimodalInput], call: EmbedCall, show_progress: bool | None) -> torch.Tensor:
+    def _call(self, side: Side, instruction: str | None, batch_size: int | None, max_batch_tokens: int | None) -> EmbedCall:
+        return EmbedCall(
+            side=side,
+            instruction=instruction,
+            dim=self.dim,
+            batch_size=batch_size or self.batch_size,
+            max_batch_tokens=max_batch_tokens or self.max_batch_tokens,
+        )
+
+    def _run(
+        self, run: Callable[[EmbedCall], torch.Tensor], n: int, call: EmbedCall, show_progress: bool | None
+    ) -> torch.Tensor:
         progress = None
         if show_progress if show_progress is not None else self.show_progress:
             from tqdm.auto import tqdm
 
-            progress = tqdm(total=len(items), desc="embedding", unit="input")
+            progress = tqdm(total=n, desc="embedding", unit="input")
         if progress is not None:
             call = dataclasses.replace(call, on_batch=progress.update)
         try:
             with self._lock, torch.inference_mode():
-                return self.engine.embed(items, self, call)
+                return run(call)
         finally:
             if progress is not None:
                 progress.close()

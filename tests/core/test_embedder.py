@@ -220,3 +220,27 @@ def test_fingerprint_is_content_derived(tiny_model_dir, tiny_embedder, tmp_path)
     assert other.fingerprint == tiny_embedder.fingerprint
     smaller = umr.Embedder.from_pretrained(copy, max_pixels=64 * 28 * 28, min_pixels=4 * 28 * 28)
     assert smaller.fingerprint != tiny_embedder.fingerprint
+
+
+# -- embed_prepared: tokenise once, embed later (umr serve validates each request this way) ------------
+def _prepared_inputs() -> list:
+    from PIL import Image
+
+    pic = Image.new("RGB", (96, 64), (200, 40, 40))
+    return ["a red circle", pic, {"text": "a chart of sales", "image": pic}, "a much longer text " * 20]
+
+
+@pytest.mark.parametrize("side,instruction", [("document", None), ("query", "Find the page.")])
+def test_embed_prepared_equals_embed(tiny_embedder, side: str, instruction: str | None) -> None:
+    items = _prepared_inputs()
+    expected = tiny_embedder.embed(items, side=side, instruction=instruction)
+    prepared = tiny_embedder.prepare_inputs(items, side=side, instruction=instruction)
+    got = tiny_embedder.embed_prepared(prepared, max_batch_tokens=64)  # several planned batches
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert got.dtype == np.float32 and got.shape == (len(items), tiny_embedder.dim)
+
+
+def test_embed_prepared_refuses_raw_inputs(tiny_embedder) -> None:
+    with pytest.raises(TypeError, match="prepare_inputs"):
+        tiny_embedder.embed_prepared(["raw text"])
+    assert tiny_embedder.embed_prepared([]).shape == (0, tiny_embedder.dim)

@@ -109,3 +109,44 @@ def test_concurrent_requests_through_the_embedder_equal_one_by_one(tiny_embedder
         np.testing.assert_allclose(g[0], w, atol=2e-5)
     assert sum(calls) == 24
     assert max(calls) > 1, "no call pooled two requests; the batcher did not batch"
+
+
+class CountingEmbedder:
+    """The tiny embedder, counting how often inputs are tokenised."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.prepared = 0
+
+    def prepare_inputs(self, items: Any, **kw: Any) -> Any:
+        self.prepared += len(items)
+        return self.inner.prepare_inputs(items, **kw)
+
+    def embed_prepared(self, prepared: Any) -> Any:
+        return self.inner.embed_prepared(prepared)
+
+    def embed(self, items: Any, **kw: Any) -> Any:
+        self.prepared += len(items)
+        return self.inner.embed(items, **kw)
+
+
+def test_embed_service_tokenises_each_request_once_and_pools_prepared_requests(tiny_embedder: Any) -> None:
+    from umr.inputs import coerce_inputs
+    from umr.serve.services import EmbedService
+
+    counting = CountingEmbedder(tiny_embedder)
+    service = EmbedService(counting)
+    try:
+        requests = [(["a red circle", "a chart"], "document", None), (["where is the invoice"], "query", "Find it.")]
+        futures, tokens = [], []
+        for texts, side, instruction in requests:
+            prepared, n_tokens = service.validate(coerce_inputs(texts), side, instruction)
+            assert prepared is not None and n_tokens == sum(p.num_tokens for p in prepared) > 0
+            tokens.append(n_tokens)
+            futures.append(service.submit_prepared(prepared))
+        got = [f.result(30) for f in futures]
+    finally:
+        service.close()
+    assert counting.prepared == 3  # once per input, at validation: the queued call does not tokenise again
+    for (texts, side, instruction), vectors in zip(requests, got):
+        np.testing.assert_allclose(vectors, tiny_embedder.embed(texts, side=side, instruction=instruction), atol=1e-5)

@@ -128,6 +128,12 @@ class EmbedEngine(ABC):
         """Vectors ``(n, call.dim)`` float32 on the CPU, in the order of ``items``, normalised as the recipe
         says. The caller holds the embedder's lock and ``torch.inference_mode``."""
 
+    def embed_prepared(self, prepared: list[PreparedInput], call: EmbedCall) -> torch.Tensor:
+        """``embed`` of inputs already tokenised by ``prepare`` (a server validates a request by preparing
+        it, then embeds what it prepared: each input is tokenised once). Same planning and vectors as
+        ``embed``; the caller holds the lock and ``torch.inference_mode``."""
+        raise NotImplementedError(self._not_trainable("embed_prepared"))
+
     # -- fine-tuning (engines whose registry entry says ``trainable``) ------------------------------------
     def prepare(
         self, items: list[MultimodalInput], prompter: Prompter, side: Side, instruction: str | None

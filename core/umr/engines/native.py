@@ -191,7 +191,9 @@ class NativeEmbedEngine(EmbedEngine):
         return self.forward(self.collate(list(prepared)), dim)
 
     def embed(self, items: list[MultimodalInput], prompter: Prompter, call: EmbedCall) -> torch.Tensor:
-        prepared = self.prepare(items, prompter, call.side, call.instruction)
+        return self.embed_prepared(self.prepare(items, prompter, call.side, call.instruction), call)
+
+    def embed_prepared(self, prepared: list[PreparedInput], call: EmbedCall) -> torch.Tensor:
         vectors = run_planned(
             [p.num_tokens for p in prepared],
             max_tokens=call.max_batch_tokens,

@@ -130,7 +130,9 @@ class Guard:
         return None
 
     async def _read_body(self, scope: dict, receive: Callable[[], Awaitable[dict]], limit: int) -> tuple[bytes, JSONResponse | None]:
-        too_large = _json_error(413, f"request body over this server's limit of {limit} bytes", "body")
+        def too_large() -> JSONResponse:
+            return _json_error(413, f"request body over this server's limit of {limit} bytes", "body")
+
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -138,7 +140,7 @@ class Guard:
                 except ValueError:
                     return b"", _json_error(400, "Content-Length is not a number", "Content-Length")
                 if declared > limit:
-                    return b"", too_large
+                    return b"", too_large()
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -148,7 +150,7 @@ class Guard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                return b"", too_large
+                return b"", too_large()
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -344,14 +346,14 @@ def create_app(
             raise ApiError(400, f"{d} is not available for this model; allowed: {words}", "dimensions")
         return d
 
-    def _prepare_embeddings(req: EmbeddingsRequest) -> tuple[list[MultimodalInput], int]:
+    def _prepare_embeddings(req: EmbeddingsRequest) -> tuple[list[MultimodalInput], list[Any] | None, int]:
         items = parse_inputs(req.input, "input", max_pixels=config.max_image_pixels,
                              allowed=config.allowed_media_dirs, max_inputs=config.max_inputs)
         try:
-            tokens = embed_service.validate(items, req.input_type, req.instruction)
+            prepared, tokens = embed_service.validate(items, req.input_type, req.instruction)
         except Exception as exc:
             raise _library_error(exc, "input") from None
-        return items, tokens
+        return items, prepared, tokens
 
     @app.post("/v1/embeddings")
     async def embeddings(req: EmbeddingsRequest) -> JSONResponse:
@@ -361,10 +363,13 @@ def create_app(
             isinstance(req.input, list) and len(req.input) <= 64 and all(isinstance(x, str) for x in req.input)
         )
         if text_only:
-            items, tokens = _prepare_embeddings(req)
+            items, prepared, tokens = _prepare_embeddings(req)
         else:
-            items, tokens = await run_in_threadpool(_prepare_embeddings, req)
-        future = embed_service.submit(items, req.input_type, req.instruction)
+            items, prepared, tokens = await run_in_threadpool(_prepare_embeddings, req)
+        if prepared is not None:
+            future = embed_service.submit_prepared(prepared)
+        else:
+            future = embed_service.submit(items, req.input_type, req.instruction)
         try:
             vectors = await asyncio.wrap_future(future)
         except Exception as exc:

@@ -16,6 +16,9 @@ from .batcher import Batcher
 
 logger = logging.getLogger(__name__)
 
+#: the batching key side of requests tokenised by ``EmbedService.validate`` (their prompts are built)
+PREPARED = "prepared"
+
 
 class EmbedService:
     """Embeds requests through a :class:`Batcher`: requests with the same side and instruction share calls."""
@@ -24,12 +27,16 @@ class EmbedService:
         self, embedder: Any, *, batching: bool = True, max_items: int = 256, observe: Any | None = None
     ) -> None:
         self.embedder = embedder
+        self._prepares = callable(getattr(embedder, "prepare_inputs", None)) and callable(
+            getattr(embedder, "embed_prepared", None))
         self.batcher = Batcher("embed", self._run, enabled=batching, max_items=max_items, observe=observe)
 
-    def _run(self, key: Hashable, payloads: Sequence[list[MultimodalInput]]) -> list[np.ndarray]:
+    def _run(self, key: Hashable, payloads: Sequence[list[Any]]) -> list[np.ndarray]:
         side, instruction = key  # type: ignore[misc]
         pooled = [item for items in payloads for item in items]
-        if instruction is None:
+        if side == PREPARED:  # tokenised by validate(): the prompt is in the tokens already
+            vectors = self.embedder.embed_prepared(pooled)
+        elif instruction is None:
             vectors = self.embedder.embed(pooled, side=side)
         else:
             vectors = self.embedder.embed(pooled, side=side, instruction=instruction)
@@ -40,22 +47,28 @@ class EmbedService:
             start += len(items)
         return out
 
-    def validate(self, items: list[MultimodalInput], side: str, instruction: str | None) -> int:
-        """Tokenise the items as ``embed`` will (errors surface here, for this request only); their tokens.
+    def validate(self, items: list[MultimodalInput], side: str, instruction: str | None) -> tuple[list[Any] | None, int]:
+        """Tokenise the items as ``embed`` will (errors surface here, for this request only).
 
-        Recipes that run a checkpoint's own ``encode()`` have no ``prepare_inputs``: 0 tokens reported.
+        Returns the prepared items (what :meth:`submit_prepared` takes: nothing is tokenised twice) and
+        their tokens. Recipes that run a checkpoint's own ``encode()`` have no ``prepare_inputs``:
+        ``(None, 0)``, and the raw items go through :meth:`submit`.
         """
-        prepare = getattr(self.embedder, "prepare_inputs", None)
-        if prepare is None:
-            return 0
+        if not self._prepares:
+            return None, 0
         try:
-            prepared = prepare(items, side=side, instruction=instruction)
+            prepared = self.embedder.prepare_inputs(items, side=side, instruction=instruction)
         except NotImplementedError:
-            return 0
-        return int(sum(p.num_tokens for p in prepared))
+            self._prepares = False
+            return None, 0
+        return prepared, int(sum(p.num_tokens for p in prepared))
 
     def submit(self, items: list[MultimodalInput], side: str, instruction: str | None) -> Future:
         return self.batcher.submit((side, instruction), items, size=len(items))
+
+    def submit_prepared(self, prepared: list[Any]) -> Future:
+        """Queue items from :meth:`validate`; they pool with every other prepared request."""
+        return self.batcher.submit((PREPARED, None), prepared, size=len(prepared))
 
     def embed_sync(self, items: list[MultimodalInput], side: str, instruction: str | None) -> np.ndarray:
         return self.submit(items, side, instruction).result()
