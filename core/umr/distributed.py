@@ -464,8 +464,10 @@ def index_files(
 ) -> IndexReport:
     """Index PDFs and images into the Chroma server at ``host:port`` with a Ray Data pipeline.
 
-    Same result as ``ChromaStore(embedder, host=host, port=port).add_files(paths)`` (ids, vectors,
-    metadata, skipping of unchanged files, the report), computed by ``actors`` model replicas.
+    Same result as ``ChromaStore(embedder, host=host, port=port, render="fit").add_files(paths)`` (ids,
+    vectors, metadata, skipping of unchanged files, the report), computed by ``actors`` model replicas.
+    Pages are drawn with the fit zoom (render tasks have no embedder processor to plan with): a new
+    collection records ``render="fit"``, and one that renders ``"planned"`` is refused.
     ``embedder`` is an :class:`EmbedderSpec` or a model id / folder.  ``batch_size``: pages per actor
     call (each call plans its forward passes by the embedder's token budget).  ``files_per_task``:
     files rendered by one CPU task; ``pages_per_block``: pages per streamed block (small blocks keep
@@ -498,6 +500,12 @@ def index_files(
         metadata=dict(extra),
     )
     store = job.open_store(images=True)  # creates the collection (or checks it holds this model)
+    if store.render != "fit":  # render tasks draw pages without the embedder's processor: fit only
+        raise ValueError(
+            f"collection {collection!r} draws PDF pages at its embedder's planned size (render {store.render!r}); "
+            "the Ray pipeline renders with the fit zoom only: index it without --ray, or use a collection "
+            "created by the Ray pipeline (or with --render fit)"
+        )
 
     files: list[str] = []
     for item in store.indexer.sources(paths, exclude=exclude, on_skip=report.not_indexed.append):
