@@ -53,7 +53,7 @@ from umr.documents import (
 from umr.documents.paths import PathLike
 from umr.inputs import open_image
 from umr.store.chroma import FILE_PAGE_KEYS, ChromaStore, check_reserved
-from umr.store.collection import scalar_metadata
+from umr.store.collection import read_collection_info, scalar_metadata
 from umr.store.images import png_bytes
 from umr.store.indexer import embed_input
 from umr.store.info import RecordedModel
@@ -488,6 +488,14 @@ def index_files(
             "vector per page and does not keep token vectors yet: index it without --ray (umr index DOCS "
             f"--model {identity['model_id']})"
         )
+    info = read_collection_info(collection=collection, host=host, port=port)
+    render = (info or {}).get("umr_render", "fit")
+    if render != "fit":  # render tasks draw pages without the embedder's processor: fit only
+        raise ValueError(
+            f"collection {collection!r} draws PDF pages at its embedder's planned size (render {render!r}); "
+            "the Ray pipeline renders with the fit zoom only: index it without --ray, or into a collection "
+            "the Ray pipeline created (or one made with --render fit)"
+        )
     ray = ensure_ray(ray_address)
     start = time.monotonic()
     report = IndexReport()
@@ -500,12 +508,6 @@ def index_files(
         metadata=dict(extra),
     )
     store = job.open_store(images=True)  # creates the collection (or checks it holds this model)
-    if store.render != "fit":  # render tasks draw pages without the embedder's processor: fit only
-        raise ValueError(
-            f"collection {collection!r} draws PDF pages at its embedder's planned size (render {store.render!r}); "
-            "the Ray pipeline renders with the fit zoom only: index it without --ray, or use a collection "
-            "created by the Ray pipeline (or with --render fit)"
-        )
 
     files: list[str] = []
     for item in store.indexer.sources(paths, exclude=exclude, on_skip=report.not_indexed.append):
