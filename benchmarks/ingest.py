@@ -225,7 +225,14 @@ def child_index(argv: list[str]) -> dict[str, Any]:
     wall = time.perf_counter() - start
     text = buf.getvalue()
     report = json.loads(text[text.index("{"):])
+    render = None
+    if "--db" in argv:  # the rendering the store recorded (a new store: planned, the default)
+        from umr.store.info import read_collection_info
+
+        info = read_collection_info(collection="umr", path=argv[argv.index("--db") + 1]) or {}
+        render = info.get("umr_render", "fit")
     return {
+        "render": render,
         "rc": rc, "pages": report["pages_added"], "index_seconds": report["seconds"], "command_seconds": wall,
         "pages_per_s": report["pages_added"] / max(1e-9, report["seconds"]), "peak_rss_mib": _hwm_mib(),
         "cpu_seconds": _cpu_seconds(),
@@ -414,8 +421,9 @@ def main(argv: list[str] | None = None) -> int:
             rate = _med([r["pages_per_s"] for r in runs[label]])
             summary[f"{label}_pages_per_s"] = rate
             summary[f"{label}_vs_naive"] = rate / naive_rate
-            rows.append({"measurement": f"umr index ({args.pages} pages)", "variant": label,
-                         "value": f"{rate:.2f} pages/s = {rate / naive_rate:.2f}x naive"})
+            renders = sorted({str(r.get("render")) for r in runs[label]})
+            rows.append({"measurement": f"umr index ({args.pages} pages, render {'/'.join(renders)})",
+                         "variant": label, "value": f"{rate:.2f} pages/s = {rate / naive_rate:.2f}x naive"})
 
         # 4. memory: short vs long (the long runs above give the long peak)
         for label, core in variants:

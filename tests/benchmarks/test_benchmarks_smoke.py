@@ -253,3 +253,4 @@ def test_ingest_quick_writes_stages_naive_and_memory(tmp_path: Path) -> None:
     assert summary["naive_pages_per_s"] > 0 and summary["after_pages_per_s"] > 0
     assert summary["after_peak_rss_mib"]["short"] > 0
     assert data["end_to_end"]["after"][0]["pages"] == data["settings"]["pages"]
+    assert data["end_to_end"]["after"][0]["render"] == "planned"  # the default of a new store
