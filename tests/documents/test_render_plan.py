@@ -185,3 +185,14 @@ def test_planned_budget_guarantee_over_many_page_sizes(tmp_path: Path) -> None:
             assert planned.image.size == (target or fit.image.size)
             assert planned.image.width * planned.image.height <= budget
             assert (planned.width, planned.height) == planned.image.size
+
+
+def test_embedders_that_do_not_preprocess_in_umr_have_no_plan() -> None:
+    """Own-code engines (no processor) and model servers get today's fit rendering."""
+    from types import SimpleNamespace
+
+    from umr.embedder import Embedder
+    from umr.remote import RemoteEmbedder
+
+    assert Embedder.render_plan.fget(SimpleNamespace(processor=None)) is None  # type: ignore[attr-defined]
+    assert getattr(RemoteEmbedder, "render_plan", None) is None
