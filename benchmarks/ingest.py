@@ -12,10 +12,14 @@ patches a page) on generated PDFs (text, vector graphics and an embedded photo p
 1. **Stages** (in this process, CPU milliseconds per page, median over the pages): render (PyMuPDF,
    text layer included), the hand-off of a page between processes (pickle out and in: the raw pixels
    travel, nothing is re-encoded), GME's first resize (qwen-vl-utils ``smart_resize``), the second resize
-   + normalise + patchify (the transformers image processor, and UMR's exact fast path), PNG encode +
-   write of the stored page image, the embedder's forward pass, and the Chroma upsert.  CPU time, not
-   wall time, so that other load on a shared machine does not inflate it.
-2. **End to end**: ``umr index PDF --model TINY --json`` with the defaults a user gets (``--files N``
+   + normalise + patchify (the transformers image processor, and UMR's exact fast path), planned-size
+   rendering (the page drawn straight at the size the embedder resizes to, the default of a new store)
+   and the fast patchify of that render (no resize left), PNG encode + write of the stored page image,
+   the embedder's forward pass, and the Chroma upsert.  CPU time, not wall time, so that other load on
+   a shared machine does not inflate it.  Preprocessing (render + resizes + patchify) is summed for the
+   fit render with the transformers processor (the baseline), with the fast patchify, and planned.
+2. **End to end**: ``umr index PDF --model TINY --json`` with the defaults a user gets (a new store:
+   planned-size rendering; ``--files N``
    splits the pages over N PDFs: render workers take one file each), each run in a
    fresh process; pages/s from the indexing time the command reports (model loading excluded), its peak
    RSS (VmHWM) and CPU seconds.  With ``--before CORE`` the same command runs with another checkout's
@@ -101,9 +105,13 @@ def stage_profile(pdf: Path, model_dir: Path, pages: int, batch_size: int, devic
     proc = emb.processor
     ms: dict[str, list[float]] = {k: [] for k in (
         "render", "handoff", "resize_1", "resize_2+normalise+patchify (transformers)",
-        "resize_2+normalise+patchify (fast)", "png_encode", "png_write", "embed_forward", "chroma_upsert")}
+        "resize_2+normalise+patchify (fast)", "render (planned size)", "normalise+patchify (fast, planned, no resize)",
+        "png_encode", "png_write", "embed_forward", "chroma_upsert")}
     doc = _PdfDocument(str(pdf), "0" * 64, GME_BUDGET, True)
+    # planned-size rendering (the default of a new store): drawn at the size the embedder resizes to
+    planned_doc = _PdfDocument(str(pdf), "0" * 64, GME_BUDGET, True, plan=emb.render_plan)
     images: list[Image.Image] = []
+    planned_sizes: list[tuple[int, int]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(min(pages, doc.page_count)):
             c = _cpu()
@@ -126,6 +134,20 @@ def stage_profile(pdf: Path, model_dir: Path, pages: int, batch_size: int, devic
             if not np.array_equal(ref, fast):
                 raise AssertionError("the fast patchify path differs from the image processor")
             c = _cpu()
+            planned = planned_doc._render(i).image
+            ms["render (planned size)"].append(_cpu() - c)
+            gp = proc.geometry(*planned.size)
+            c = _cpu()
+            # what the embedder does with it: its resizes are no-ops (checked below), then patchify
+            pix = proc.resize(umr.MultimodalInput(image=planned), gp, "page")
+            fast_planned, _ = proc.patchifier.patchify(pix)
+            ms["normalise+patchify (fast, planned, no resize)"].append(_cpu() - c)
+            if pix.size != planned.size or gp.final_size != planned.size:
+                raise AssertionError(f"planned render {planned.size} still resized by the embedder ({gp})")
+            if not np.array_equal(proc.patchifier._reference(planned)[0], fast_planned):
+                raise AssertionError("the fast patchify path differs from the image processor (planned)")
+            planned_sizes.append(planned.size)
+            c = _cpu()
             data = png_bytes(page.image)
             ms["png_encode"].append(_cpu() - c)
             c = _cpu()
@@ -133,6 +155,7 @@ def stage_profile(pdf: Path, model_dir: Path, pages: int, batch_size: int, devic
             ms["png_write"].append(_cpu() - c)
             images.append(page.image)
         doc.close()
+        planned_doc.close()
         # the forward pass alone, on collated batches of batch_size pages
         prepared = emb.prepare_inputs(images, side="document")
         sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -161,12 +184,15 @@ def stage_profile(pdf: Path, model_dir: Path, pages: int, batch_size: int, devic
     out = {k: 1000 * _med(v) for k, v in ms.items()}
     pre_old = out["render"] + out["resize_1"] + out["resize_2+normalise+patchify (transformers)"]
     pre_new = out["render"] + out["resize_1"] + out["resize_2+normalise+patchify (fast)"]
+    pre_planned = out["render (planned size)"] + out["normalise+patchify (fast, planned, no resize)"]
     return {
         "pages": len(images),
         "page_size": list(images[0].size) if images else None,
+        "planned_size": list(planned_sizes[0]) if planned_sizes else None,
         "final_size": list(proc.geometry(*images[0].size).final_size) if images else None,
         "cpu_ms_per_page": out,
-        "preprocess_cpu_ms_per_page": {"transformers": pre_old, "fast": pre_new},
+        "preprocess_cpu_ms_per_page": {"transformers": pre_old, "fast": pre_new, "planned": pre_planned},
+        "preprocess_planned_vs_transformers": pre_planned / pre_old if pre_old else None,
         "fast_patchify_enabled": proc.patchifier.enabled,
     }
 
@@ -199,7 +225,14 @@ def child_index(argv: list[str]) -> dict[str, Any]:
     wall = time.perf_counter() - start
     text = buf.getvalue()
     report = json.loads(text[text.index("{"):])
+    render = None
+    if "--db" in argv:  # the rendering the store recorded (a new store: planned, the default)
+        from umr.store.info import read_collection_info
+
+        info = read_collection_info(collection="umr", path=argv[argv.index("--db") + 1]) or {}
+        render = info.get("umr_render", "fit")
     return {
+        "render": render,
         "rc": rc, "pages": report["pages_added"], "index_seconds": report["seconds"], "command_seconds": wall,
         "pages_per_s": report["pages_added"] / max(1e-9, report["seconds"]), "peak_rss_mib": _hwm_mib(),
         "cpu_seconds": _cpu_seconds(),
@@ -388,8 +421,9 @@ def main(argv: list[str] | None = None) -> int:
             rate = _med([r["pages_per_s"] for r in runs[label]])
             summary[f"{label}_pages_per_s"] = rate
             summary[f"{label}_vs_naive"] = rate / naive_rate
-            rows.append({"measurement": f"umr index ({args.pages} pages)", "variant": label,
-                         "value": f"{rate:.2f} pages/s = {rate / naive_rate:.2f}x naive"})
+            renders = sorted({str(r.get("render")) for r in runs[label]})
+            rows.append({"measurement": f"umr index ({args.pages} pages, render {'/'.join(renders)})",
+                         "variant": label, "value": f"{rate:.2f} pages/s = {rate / naive_rate:.2f}x naive"})
 
         # 4. memory: short vs long (the long runs above give the long peak)
         for label, core in variants:

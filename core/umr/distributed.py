@@ -53,7 +53,7 @@ from umr.documents import (
 from umr.documents.paths import PathLike
 from umr.inputs import open_image
 from umr.store.chroma import FILE_PAGE_KEYS, ChromaStore, check_reserved
-from umr.store.collection import scalar_metadata
+from umr.store.collection import read_collection_info, scalar_metadata
 from umr.store.images import png_bytes
 from umr.store.indexer import embed_input
 from umr.store.info import RecordedModel
@@ -464,8 +464,10 @@ def index_files(
 ) -> IndexReport:
     """Index PDFs and images into the Chroma server at ``host:port`` with a Ray Data pipeline.
 
-    Same result as ``ChromaStore(embedder, host=host, port=port).add_files(paths)`` (ids, vectors,
-    metadata, skipping of unchanged files, the report), computed by ``actors`` model replicas.
+    Same result as ``ChromaStore(embedder, host=host, port=port, render="fit").add_files(paths)`` (ids,
+    vectors, metadata, skipping of unchanged files, the report), computed by ``actors`` model replicas.
+    Pages are drawn with the fit zoom (render tasks have no embedder processor to plan with): a new
+    collection records ``render="fit"``, and one that renders ``"planned"`` is refused.
     ``embedder`` is an :class:`EmbedderSpec` or a model id / folder.  ``batch_size``: pages per actor
     call (each call plans its forward passes by the embedder's token budget).  ``files_per_task``:
     files rendered by one CPU task; ``pages_per_block``: pages per streamed block (small blocks keep
@@ -485,6 +487,14 @@ def index_files(
             f"{identity['model_id']!r} is a multi-vector (late-interaction) model; the Ray pipeline writes one "
             "vector per page and does not keep token vectors yet: index it without --ray (umr index DOCS "
             f"--model {identity['model_id']})"
+        )
+    info = read_collection_info(collection=collection, host=host, port=port)
+    render = (info or {}).get("umr_render", "fit")
+    if render != "fit":  # render tasks draw pages without the embedder's processor: fit only
+        raise ValueError(
+            f"collection {collection!r} draws PDF pages at its embedder's planned size (render {render!r}); "
+            "the Ray pipeline renders with the fit zoom only: index it without --ray, or into a collection "
+            "the Ray pipeline created (or one made with --render fit)"
         )
     ray = ensure_ray(ray_address)
     start = time.monotonic()

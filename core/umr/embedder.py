@@ -23,6 +23,7 @@ from PIL import Image
 
 from umr import modeling
 from umr.backbones.base import BackboneProcessor, PreparedInput
+from umr.documents.plan import RenderPlan
 from umr.engines import embed_engine_class
 from umr.engines.base import EmbedCall, EmbedEngine, source_path
 from umr.errors import RemoteCodeError
@@ -130,6 +131,14 @@ class Embedder(RecipePrompts):
         """The backbone's processor (tokenizer, image processor, pixel budget), or None when the
         checkpoint's own code preprocesses (own-code engine)."""
         return self.engine.processor
+
+    @property
+    def render_plan(self) -> RenderPlan | None:
+        """The sizes this embedder resizes images to, as picklable data for a renderer (planned-size
+        rendering, :mod:`umr.documents.plan`), or None when umr does not preprocess for it (own-code
+        engine)."""
+        make = getattr(self.processor, "render_plan", None)
+        return make() if callable(make) else None
 
     # -- construction ---------------------------------------------------------------------------------
     @classmethod

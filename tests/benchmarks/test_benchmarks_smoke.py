@@ -242,10 +242,15 @@ def test_ingest_quick_writes_stages_naive_and_memory(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["benchmark"] == "ingest"
     stages = data["stages"]["cpu_ms_per_page"]
-    for key in ("render", "handoff", "resize_1", "png_encode", "embed_forward", "chroma_upsert"):
+    for key in ("render", "handoff", "resize_1", "png_encode", "embed_forward", "chroma_upsert",
+                "render (planned size)", "normalise+patchify (fast, planned, no resize)"):
         assert stages[key] >= 0 and math.isfinite(stages[key])
     assert data["stages"]["fast_patchify_enabled"] is True
+    # planned-size rendering: A4 drawn at GME's grid, the size the embedder would resize to
+    assert data["stages"]["planned_size"] == data["stages"]["final_size"] == [840, 1176]
+    assert set(data["stages"]["preprocess_cpu_ms_per_page"]) == {"transformers", "fast", "planned"}
     summary = data["summary"]
     assert summary["naive_pages_per_s"] > 0 and summary["after_pages_per_s"] > 0
     assert summary["after_peak_rss_mib"]["short"] > 0
     assert data["end_to_end"]["after"][0]["pages"] == data["settings"]["pages"]
+    assert data["end_to_end"]["after"][0]["render"] == "planned"  # the default of a new store

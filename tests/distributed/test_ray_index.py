@@ -62,7 +62,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def local_index(tmp_path_factory: pytest.TempPathFactory, tiny_embedder: Any, corpus: Path):
     db = tmp_path_factory.mktemp("local") / "db"
-    with ChromaStore(tiny_embedder, db, batch_size=4) as store:
+    with ChromaStore(tiny_embedder, db, batch_size=4, render="fit") as store:  # the Ray pipeline renders fit
         first = store.add_files(corpus)
         second = store.add_files(corpus)
         got = store.collection.get(include=["embeddings", "metadatas", "documents"])
@@ -144,6 +144,16 @@ class _Identity:
 
         ident = Embedder.identity(model_dir)
         return RecordedModel({f"umr_{k}": v for k, v in ident.items()})
+
+
+def test_ray_refuses_a_planned_collection_before_starting(
+    chroma_server, tiny_embedder: Any, tiny_model_dir: Path, corpus: Path
+) -> None:
+    host, port = chroma_server
+    ChromaStore(tiny_embedder, host=host, port=port, collection="planned").close()  # the local default
+    with pytest.raises(ValueError, match="planned size"):
+        index_files(corpus, embedder=str(tiny_model_dir), host=host, port=port, collection="planned",
+                    ray_address="never-reached:1")
 
 
 def test_identity_matches_the_loaded_embedder(tiny_model_dir: Path, tiny_embedder: Any) -> None:

@@ -20,7 +20,8 @@ BUDGET = 64 * 28 * 28  # below GME's min_pixels: the second resize (an upscale) 
 def test_indexed_vectors_equal_the_plain_embedder_path(tmp_path: Path, tiny_embedder, monkeypatch) -> None:
     pdf = tmp_path / "doc.pdf"
     make_pdf(pdf, pages=3, text="quarterly revenue")
-    with ChromaStore(tiny_embedder, tmp_path / "db", max_pixels=BUDGET, batch_size=2) as store:
+    # fit rendering, as iter_pages below (planned rendering: tests/store/test_render_setting.py)
+    with ChromaStore(tiny_embedder, tmp_path / "db", max_pixels=BUDGET, batch_size=2, render="fit") as store:
         report = store.add_files(pdf)
         assert report.ok and report.pages_added == 3
         got = store.collection.get(include=["embeddings", "metadatas"])

@@ -109,7 +109,11 @@ class EncodedImage:
 
 @runtime_checkable
 class BackboneProcessor(Protocol):
-    """What the native engine uses of a backbone's processor (``qwen_vl.processing.Processor``)."""
+    """What the native engine uses of a backbone's processor (``qwen_vl.processing.Processor``).
+
+    Optional beyond these: ``render_plan()``, the processor's sizes as a picklable
+    ``umr.documents.RenderPlan`` for planned-size rendering (``Embedder.render_plan`` is None without it,
+    and stores then draw pages with the fit zoom)."""
 
     tokenizer: Any
     image_processor: Any

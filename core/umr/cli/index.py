@@ -31,6 +31,8 @@ from .common import (
     show_progress,
 )
 
+#: ``--render`` values (``umr.documents.RENDER_MODES``, spelled out so that ``--help`` imports nothing)
+RENDER_CHOICES = ("planned", "fit")
 DOC_SUFFIXES = {".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".svg"}
 
 
@@ -49,6 +51,11 @@ def register(sub: Any) -> None:
     p.add_argument("--workers", type=_workers_arg, default="auto",
                    help="renderer processes, or 'auto' (default): 1 with the model on the CPU, one per spare "
                         "CPU with a GPU, never more than files")
+    p.add_argument("--render", choices=RENDER_CHOICES, default=None,
+                   help="how PDF/SVG pages are drawn: 'planned' (straight at the size the model resizes them to: "
+                        "one resampling, less CPU) or 'fit' (uniform zoom to the pixel budget, then the model "
+                        "resizes). Default: what the store records; a new store gets 'planned' when umr "
+                        "preprocesses for the model, else 'fit'. A store keeps its rendering (another is refused)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per file (default 60)")
     p.add_argument("--batch-size", type=int, default=16, help="pages embedded at a time (default 16)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -143,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
         )
     check_db(args, must_exist=False)
     if args.ray:
+        if args.render == "planned":
+            raise UsageError("--render planned is not available with --ray (its render tasks draw pages with the "
+                             "fit zoom): drop --render, or index without --ray")
         report = index_with_ray(args, files)
         sync_lexical_after_ray(args)
         print_report(args, report, ignored)
@@ -150,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
     recorded = None if args.model or args.server_model else recorded_model(args)
     embedder = load_embedder(args, recorded)
     workers = render_workers(args.workers, embedder, len(files))
-    store = open_store(args, embedder, workers=workers, timeout=args.timeout, batch_size=args.batch_size)
+    store = open_store(args, embedder, workers=workers, timeout=args.timeout, batch_size=args.batch_size,
+                       render=args.render)
     if args.rebuild_lexical:
         rebuild_lexical(args, store)
     if args.rebuild:

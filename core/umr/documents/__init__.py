@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from .names import display_key, path_from_key
 from .paths import check_regular, file_sha256, safe_display, source_key, walk
+from .plan import DEFAULT_RENDER, RENDER_MODES, RenderPlan, validate_render
 from .records import (
     ERROR_KINDS,
     DocumentError,
@@ -48,9 +49,11 @@ from .workers import (
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MEMORY_LIMIT",
+    "DEFAULT_RENDER",
     "DEFAULT_TIMEOUT",
     "ERROR_KINDS",
     "MAX_IMAGE_PIXELS",
+    "RENDER_MODES",
     "RENDER_VERSION",
     "DocumentError",
     "DocumentKind",
@@ -59,6 +62,7 @@ __all__ = [
     "NotIndexed",
     "Page",
     "Prefetch",
+    "RenderPlan",
     "RenderPool",
     "RenderRecord",
     "auto_workers",
@@ -76,5 +80,6 @@ __all__ = [
     "sniff",
     "source_key",
     "usable_cpus",
+    "validate_render",
     "walk",
 ]

@@ -5,7 +5,8 @@ which may hold torch threads).  It talks to the parent over the socket ``FD`` wi
 ``multiprocessing.connection`` framing:
 
 parent -> worker: ``(task_id, source, sha256_or_None, options)`` or ``None`` to stop; ``options`` are
-:func:`open_document`'s keyword arguments plus ``png`` (encode each page image as PNG here too).
+:func:`open_document`'s keyword arguments (a render ``plan`` among them, unpickled here: plain data whose
+module imports without torch) plus ``png`` (encode each page image as PNG here too).
 worker -> parent: ``("ready", pid)`` once, then per task ``("start", id, sha, page_count,
 kind)``, ``("page", id, Page)`` ..., and ``("done", id, pages)`` or ``("error", id, kind,
 reason, sha)``.

@@ -7,6 +7,10 @@ hostile PDF can hang or crash the interpreter that renders it).
 Pixel budgets are enforced *before* anything large is allocated: the PDF zoom is computed from
 the page rectangle so that the pixmap has at most ``max_pixels`` pixels, and image headers are
 checked against a decompression-bomb limit before any pixel is decoded.
+
+With a :class:`~umr.documents.plan.RenderPlan` (planned-size rendering) a PDF or SVG page is drawn
+at the size the embedder would resize its budget-fitted render to (see :mod:`umr.documents.plan`),
+never over the budget; raster images are decoded and downscaled as without one.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 from PIL import Image, ImageFile, ImageOps
 
 from .paths import PathLike, _as_str, check_regular, file_sha256, safe_display
+from .plan import RenderPlan
 from .records import (
     CORRUPT,
     ENCRYPTED,
@@ -213,8 +218,12 @@ def open_document(
     sha256: str | None = None,
     text: bool = True,
     max_image_pixels: int = MAX_IMAGE_PIXELS,
+    plan: RenderPlan | None = None,
 ) -> OpenedDocument:
-    """Open ``path`` as a PDF or image (type from magic bytes).  Raises :class:`DocumentError`."""
+    """Open ``path`` as a PDF or image (type from magic bytes).  Raises :class:`DocumentError`.
+
+    ``plan``: draw PDF / SVG pages at the embedder's planned size (planned-size rendering; within
+    ``max_pixels`` still); ``None``: with the uniform zoom that fits the budget."""
     max_pixels = validate_max_pixels(max_pixels)
     source = _as_str(path)
     check_regular(source)
@@ -222,7 +231,7 @@ def open_document(
     digest = sha256 or file_sha256(source)
     try:
         if kind == "pdf" or fmt == "SVG":  # MuPDF renders SVG like a one-page PDF
-            return _PdfDocument(source, digest, max_pixels, text, fmt=fmt)
+            return _PdfDocument(source, digest, max_pixels, text, fmt=fmt, plan=plan)
         return _ImageDocument(source, digest, fmt, max_pixels, max_image_pixels)
     except DocumentError as exc:
         exc.sha256 = exc.sha256 or digest
@@ -236,14 +245,16 @@ def iter_pages(
     *,
     text: bool = True,
     max_image_pixels: int = MAX_IMAGE_PIXELS,
+    plan: RenderPlan | None = None,
 ) -> Iterator[Page]:
-    """Render the pages of one PDF or image file in this process, one at a time.
+    """Render the pages of one PDF or image file in this process, one at a time (``plan``: see
+    :func:`open_document`).
 
     Raises :class:`DocumentError` for a bad file (possibly after some pages were yielded).
     For untrusted files prefer :func:`umr.documents.render_files`, which isolates rendering in
     worker processes with time and memory limits.
     """
-    doc = open_document(path, max_pixels=max_pixels, text=text, max_image_pixels=max_image_pixels)
+    doc = open_document(path, max_pixels=max_pixels, text=text, max_image_pixels=max_image_pixels, plan=plan)
     with doc:
         try:
             yield from doc.pages()
@@ -274,11 +285,14 @@ def _pymupdf() -> Any:
 class _PdfDocument(OpenedDocument):
     """A PDF, or (``fmt="SVG"``) an SVG drawing, which MuPDF opens as a one-page document."""
 
-    def __init__(self, source: str, sha256: str, max_pixels: int, text: bool, fmt: str = "PDF") -> None:
+    def __init__(
+        self, source: str, sha256: str, max_pixels: int, text: bool, fmt: str = "PDF",
+        plan: RenderPlan | None = None,
+    ) -> None:
         pymupdf = _pymupdf()
         self.source, self.sha256 = source, sha256
         self.kind = "pdf" if fmt == "PDF" else "image"
-        self._max_pixels, self._text = max_pixels, text
+        self._max_pixels, self._text, self._plan = max_pixels, text, plan
         filetype = fmt.lower()
         try:
             try:
@@ -366,13 +380,24 @@ class _PdfDocument(OpenedDocument):
                 zoom *= 0.995
             else:  # pragma: no cover - geometry guarantees a fit long before
                 raise DocumentError(TOO_LARGE, f"page {number} cannot be fitted to the pixel budget")
-            pix = page.get_pixmap(
-                matrix=pymupdf.Matrix(zoom, zoom), clip=clip, alpha=False, colorspace=pymupdf.csRGB
-            )
+            matrix = pymupdf.Matrix(zoom, zoom)
+            target = None
+            if self._plan is not None:  # planned size: what the embedder would resize the fitted render to
+                target = self._plan.target_size(int(box.width), int(box.height), self._max_pixels)
+                if target is not None:
+                    target = (int(target[0]), int(target[1]))
+                    if target[0] < 1 or target[1] < 1 or target[0] * target[1] > self._max_pixels:
+                        target = None  # never over the budget, whatever a plan says
+                if target is not None:
+                    matrix = _planned_matrix(pymupdf, area, target)
+            pix = page.get_pixmap(matrix=matrix, clip=clip, alpha=False, colorspace=pymupdf.csRGB)
             if pix.width * pix.height > self._max_pixels or pix.width < 1 or pix.height < 1:
                 raise DocumentError(TOO_LARGE, f"page {number} rendered outside the pixel budget")
             image = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
             del pix
+            if target is not None and image.size != target:  # pragma: no cover - _planned_matrix checks the box
+                logger.debug("page %d rendered %s, planned %s: resized", number, image.size, target)
+                image = image.resize(target, Image.Resampling(self._plan.resample))  # type: ignore[union-attr]
             text = _clean_text(page.get_text("text")) if self._text else ""
         except DocumentError:
             raise
@@ -399,6 +424,25 @@ class _PdfDocument(OpenedDocument):
             author=self.author,
             kind=self.kind,
         )
+
+
+def _planned_matrix(pymupdf: Any, area: Any, target: tuple[int, int]) -> Any:
+    """A matrix that maps ``area`` (page points) onto exactly ``target`` pixels: each axis scaled to its
+    side, the box shifted onto whole pixels, and a scale nudged by a hair where MuPDF's rounding of the
+    pixel box still misses a side (checked on the box MuPDF computes, before anything is drawn)."""
+    rect = pymupdf.Rect(area)
+    tw, th = target
+    sx, sy = tw / rect.width, th / rect.height
+    matrix = pymupdf.Matrix(sx, sy)
+    for step in range(1, 9):
+        moved = rect * pymupdf.Matrix(sx, sy)  # a new rect (Rect.transform changes rect in place)
+        matrix = pymupdf.Matrix(sx, 0, 0, sy, round(moved.x0) - moved.x0, round(moved.y0) - moved.y0)
+        box = (rect * matrix).irect
+        if (box.width, box.height) == (tw, th):
+            return matrix
+        sx *= 1 - step * 2e-3 * (box.width - tw) / tw  # moves the far edge by step * 0.002 px
+        sy *= 1 - step * 2e-3 * (box.height - th) / th
+    return matrix  # pragma: no cover - the caller resizes the pixmap to the target
 
 
 def _mupdf_message(exc: BaseException, source: str = "") -> str:
@@ -560,10 +604,15 @@ class _ImageDocument(OpenedDocument):
 
 
 def load_image(
-    path: PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, *, max_image_pixels: int = MAX_IMAGE_PIXELS
+    path: PathLike,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    *,
+    max_image_pixels: int = MAX_IMAGE_PIXELS,
+    plan: RenderPlan | None = None,
 ) -> Image.Image:
-    """First page/frame of an image or PDF file, within the pixel budget (in process)."""
-    pages = iter_pages(path, max_pixels, text=False, max_image_pixels=max_image_pixels)
+    """First page/frame of an image or PDF file, within the pixel budget (in process; ``plan``: see
+    :func:`open_document`)."""
+    pages = iter_pages(path, max_pixels, text=False, max_image_pixels=max_image_pixels, plan=plan)
     try:
         return next(pages).image
     except StopIteration:  # pragma: no cover - open_document refuses zero-page files

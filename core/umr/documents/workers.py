@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .paths import PathLike, _as_str, check_regular, file_sha256, safe_display
+from .plan import RenderPlan
 from .records import CRASH, MEMORY, TIMEOUT, DocumentError, FileDone, FileError, Page
 from .render import DEFAULT_MAX_PIXELS, MAX_IMAGE_PIXELS, validate_max_pixels
 
@@ -418,13 +419,17 @@ class RenderPool:
         text: bool = True,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
         png: bool = False,
+        plan: RenderPlan | None = None,
     ) -> Iterator[RenderItem]:
         """Like :func:`render_files`, on this pool's workers.  ``png``: the workers also encode each
         page image as PNG (``Page.png``), in parallel with the consumer, for a store that keeps them."""
         if self._closed:
             raise RuntimeError("this RenderPool is closed")
         max_pixels = validate_max_pixels(max_pixels)
+        _check_plan(plan)
         options = {"max_pixels": max_pixels, "text": text, "max_image_pixels": max_image_pixels, "png": png}
+        if plan is not None:
+            options["plan"] = plan
         if self._running:
             raise RuntimeError("a RenderPool renders one run at a time; finish or close the other run first")
         self._pool.start()
@@ -569,6 +574,7 @@ def render_files(
     text: bool = True,
     max_image_pixels: int = MAX_IMAGE_PIXELS,
     startup_timeout: float = 120.0,
+    plan: RenderPlan | None = None,
 ) -> Iterator[RenderItem]:
     """Render many files in worker processes and stream back their pages.
 
@@ -589,6 +595,9 @@ def render_files(
     (the file is hashed in this process for that).  Non-regular files (FIFOs, devices, dangling
     symlinks) and empty files are reported without ever being opened.
 
+    ``plan``: draw PDF / SVG pages at an embedder's planned size (``Embedder.render_plan``, see
+    :mod:`umr.documents.plan`; still within ``max_pixels``), ``None`` with the zoom that fits the budget.
+
     Workers start with the run and stop when the generator finishes or is closed; use a
     :class:`RenderPool` to keep them across runs.
     """
@@ -601,12 +610,32 @@ def render_files(
     )
     try:
         run = pool.render(
-            paths, max_pixels=max_pixels, skip=skip, text=text, max_image_pixels=max_image_pixels
+            paths, max_pixels=max_pixels, skip=skip, text=text, max_image_pixels=max_image_pixels, plan=plan
         )
     except BaseException:
         pool.close()
         raise
     return _closing(run, pool)
+
+
+def _check_plan(plan: Any) -> None:
+    """A render plan travels to worker processes: refuse one that is not a plan or does not pickle."""
+    if plan is None:
+        return
+    if not isinstance(plan, RenderPlan):
+        raise TypeError(
+            f"plan must be a render plan (target_size(width, height, max_pixels) and resample, e.g. "
+            f"Embedder.render_plan) or None, got {type(plan).__name__}"
+        )
+    import pickle
+
+    try:
+        pickle.dumps(plan)
+    except Exception as exc:
+        raise TypeError(
+            f"the render plan {type(plan).__name__} cannot be sent to render workers (it does not pickle: {exc}); "
+            "make it plain data"
+        ) from None
 
 
 def _closing(run: Iterator[RenderItem], pool: RenderPool) -> Iterator[RenderItem]:

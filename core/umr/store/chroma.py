@@ -30,6 +30,7 @@ from PIL import Image
 
 from umr.documents import (
     DEFAULT_MEMORY_LIMIT,
+    DEFAULT_RENDER,
     DEFAULT_TIMEOUT,
     MAX_IMAGE_PIXELS,
     Page,
@@ -38,6 +39,7 @@ from umr.documents import (
     load_image,
     safe_display,
     source_key,
+    validate_render,
 )
 from umr.documents.paths import PathLike
 from umr.protocols import check_embedder
@@ -112,7 +114,13 @@ class ChromaStore:
     two-character shards, and their ``file://`` URI is kept in the metadata (``image_uri``) — never
     image bytes in Chroma.
 
-    ``max_pixels``: render budget for pages (default: the embedder's).  ``batch_size``: pages
+    ``max_pixels``: render budget for pages (default: the embedder's).  ``render``: how PDF and SVG
+    pages are drawn, ``"planned"`` (straight at the size the embedder resizes them to, so that its
+    resizes are no-ops: ``Embedder.render_plan``) or ``"fit"`` (a uniform zoom that fits the budget; the
+    embedder resizes).  A collection records its rendering when it is created (metadata ``umr_render``;
+    a new one gets ``"planned"`` when the embedder has a plan, else ``"fit"``; one created before this
+    setting existed renders ``"fit"``) and keeps it, so that all its pages come from one rendering:
+    ``None`` (default) follows it, another choice than the recorded one is refused.  ``batch_size``: pages
     embedded at a time (memory stays flat).  ``workers``, ``timeout``, ``file_timeout``,
     ``memory_limit``: see :func:`umr.documents.render_files`.  ``max_image_pixels``: images claiming
     more pixels are refused before decoding.  ``embed_text_layer``: embed each page as image +
@@ -163,11 +171,21 @@ class ChromaStore:
         page_vectors_dir: PathLike | None = None,
         request_timeout: float | None = None,
         retries: int | None = None,
+        render: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if render is not None:
+            render = validate_render(render)
         self.embedder = check_embedder(embedder, "ChromaStore(embedder=...)")
         self.model_id = str(embedder.model_id)
+        plan = getattr(embedder, "render_plan", None)
+        if render == "planned" and plan is None:
+            raise ValueError(
+                f"render='planned' draws pages at the size the embedder resizes them to, and {self.model_id!r} "
+                "has no render plan (umr does not preprocess its images: own-code or remote engine, or no model "
+                "loaded); use render='fit'"
+            )
         self.dim = int(embedder.dim)
         #: a multi-vector (late-interaction) embedder: token vectors beside Chroma (umr.late.collection)
         self.multi_vector = bool(getattr(embedder, "multi_vector", False))
@@ -214,8 +232,8 @@ class ChromaStore:
             # the Chroma side holds the first-stage encoding; the fingerprint names it and the pooling
             self.fingerprint = f"{self.fingerprint}|{first_stage_key(encoder)}|pool{pool_factor or 1}"
             self.dim = int(encoder.dim)
-        self.settings_key = settings_key(self.fingerprint, self.max_pixels, embed_text_layer)
         meta = collection_metadata(self.model_id, self.dim, self.fingerprint, self.max_pixels)
+        meta["umr_render"] = render or (DEFAULT_RENDER if plan is not None else "fit")  # for a new collection
         if self.multi_vector:  # what opening it without the model (umr delete / stats) needs
             meta.update(
                 umr_multi_vector=True, umr_token_dim=int(embedder.dim), umr_first_stage=first_stage or "fde",
@@ -223,6 +241,11 @@ class ChromaStore:
                 umr_model_fingerprint=str(getattr(embedder, "fingerprint", "") or f"{self.model_id}|{embedder.dim}"),
             )
         self.chroma = ChromaCollection.open(self.client, collection, meta)
+        #: how this store draws PDF / SVG pages ("planned" or "fit"), as its collection records
+        self.render = self._recorded_render(render)
+        #: the embedder's render plan when this store renders "planned" (None: fit rendering)
+        self.render_plan = plan if self.render == "planned" else None
+        self.settings_key = settings_key(self.fingerprint, self.max_pixels, embed_text_layer, self.render)
         if self.multi_vector:
             self.chroma = self._open_late(encoder, collection, page_vectors_dir, pool_factor or 1)
         self.collection = self.chroma.raw
@@ -233,10 +256,25 @@ class ChromaStore:
             self.chroma, self.images, model_id=self.model_id, dim=self.dim, settings=self.settings_key,
             max_pixels=self.max_pixels, embed_text_layer=embed_text_layer,
             own=[p for p in (self.path, self.image_dir, lexical_path) if p is not None],
-            lexical=self.lexical,
+            lexical=self.lexical, plan=self.render_plan,
         )
         self._pool: RenderPool | None = None
 
+    def _recorded_render(self, asked: str | None) -> str:
+        """The rendering the collection records (``"fit"`` when it predates the setting); refuses an
+        ``asked`` one that differs."""
+        recorded = (self.chroma.raw.metadata or {}).get("umr_render")
+        mode = validate_render(recorded) if recorded is not None else "fit"
+        if asked is not None and asked != mode:
+            why = "as recorded when it was created" if recorded is not None else (
+                "it was created before planned rendering existed"
+            )
+            raise ValueError(
+                f"collection {self.collection_name!r} renders PDF pages with {mode!r} rendering ({why}); every "
+                f"page of a store comes from one rendering, so render={asked!r} cannot be used here: leave it "
+                f"unset (CLI: no --render) to follow the store, or index into a new collection or folder"
+            )
+        return mode
     def _open_late(self, encoder: Any, collection: str, page_dir: PathLike | None, pool_factor: int) -> Any:
         """Wrap the collection with the page-vector store of a multi-vector embedder and repair the pair."""
         from umr.late.collection import LateCollection
@@ -363,6 +401,12 @@ class ChromaStore:
         """
         extra = scalar_metadata(metadata, "add_files")  # refused before anything is rendered
         check_reserved(extra, FILE_PAGE_KEYS, "add_files")
+        if self.render == "planned" and self.render_plan is None:
+            raise ValueError(
+                f"collection {self.collection_name!r} draws pages at its embedder's planned size (render "
+                f"'planned'), and {self.model_id!r} as given has no render plan (opened without the model?): "
+                "pass the umr.Embedder the store was built with"
+            )
         return self.indexer.index(
             paths,
             embed=self._embed,
@@ -458,7 +502,9 @@ class ChromaStore:
                 else:
                     meta["source"] = source_key(item)
                     meta["filename"] = source_key(os.path.basename(os.fsdecode(item)))
-                    image = load_image(item, self.max_pixels, max_image_pixels=self.max_image_pixels)
+                    image = load_image(
+                        item, self.max_pixels, max_image_pixels=self.max_image_pixels, plan=self.render_plan
+                    )
                 digest = hashlib.sha256(
                     image.mode.encode() + repr(image.size).encode() + image.tobytes()
                 ).hexdigest()
@@ -656,6 +702,7 @@ class ChromaStore:
             "model_id": self.model_id,
             "dim": self.dim,
             "max_pixels": self.max_pixels,
+            "render": self.render,
             "settings": self.settings_key,
             "records": sum(kinds.values()),
             "documents": len(files),

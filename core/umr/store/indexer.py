@@ -36,6 +36,7 @@ from umr.documents import (
     NotIndexed,
     Page,
     Prefetch,
+    RenderPlan,
     RenderPool,
     safe_display,
     source_key,
@@ -58,12 +59,14 @@ ProgressCallback = Callable[[IndexReport, "Page | FileDone | FileError | None"],
 EmbedFn = Callable[[list[Any]], np.ndarray]
 
 
-def settings_key(fingerprint: str, max_pixels: int, embed_text_layer: bool) -> str:
+def settings_key(fingerprint: str, max_pixels: int, embed_text_layer: bool, render: str = "fit") -> str:
     """12 hex digits naming what decides a page's vector: the embedder, the pixel budget, the renderer
-    version and whether the text layer is embedded too.  Part of every record id."""
-    return hashlib.sha256(
-        f"{fingerprint}|{max_pixels}|{RENDER_VERSION}|{int(embed_text_layer)}".encode()
-    ).hexdigest()[:12]
+    version, whether the text layer is embedded too, and the rendering (``"fit"`` adds nothing, so ids
+    of stores made before planned rendering stay as they were).  Part of every record id."""
+    text = f"{fingerprint}|{max_pixels}|{RENDER_VERSION}|{int(embed_text_layer)}"
+    if render != "fit":
+        text += f"|{render}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def embed_input(image: Any, text: str, embed_text_layer: bool) -> Any:
@@ -136,7 +139,8 @@ class Indexer:
     """Writes pages of one embedder into one collection (and their images into ``images``).
 
     ``settings`` is :func:`settings_key` of the embedder and render settings; ``own`` lists folders
-    never indexed (the database and the image folder, when a walk reaches them).
+    never indexed (the database and the image folder, when a walk reaches them); ``plan``: the
+    embedder's render plan when pages are drawn at its planned size (``None``: fit rendering).
     """
 
     def __init__(
@@ -151,6 +155,7 @@ class Indexer:
         embed_text_layer: bool = False,
         own: Sequence[PathLike] = (),
         lexical: LexicalMirror | None = None,
+        plan: RenderPlan | None = None,
     ) -> None:
         self.collection = collection
         self.images = images
@@ -161,6 +166,7 @@ class Indexer:
         self.settings = settings
         self.max_pixels = max_pixels
         self.embed_text_layer = embed_text_layer
+        self.plan = plan
         self.own = [os.path.abspath(os.fsdecode(p)) for p in own]
         self._defer = 0
         self._pending: dict[str, dict[str, str]] = {}  # claims not written yet: id -> {alias key: path key}
@@ -529,6 +535,7 @@ class Indexer:
             max_image_pixels=max_image_pixels,
             skip=resume.skip_file,
             png=self.images is not None,  # workers encode the stored PNG: nothing is re-encoded here
+            plan=self.plan,
         )
         if read_ahead:
             records = Prefetch(records, size=batch_size)

@@ -1,8 +1,8 @@
 """Qwen-VL inputs to tensors: prompt tokens, pixel budget, image conversion, collation. Never touches
 the model (``modeling`` next to this module never touches PIL).
 
-Everything specific to Qwen2-VL / Qwen2.5-VL / Qwen3-VL preprocessing lives here: ``smart_resize`` (the
-factor-28/32 resize arithmetic), qwen-vl-utils' first resize, the ``<|image_pad|>`` placeholder that is
+Everything specific to Qwen2-VL / Qwen2.5-VL / Qwen3-VL preprocessing lives here (the torch-free resize
+arithmetic, ``smart_resize`` for the factor-28/32 grid, in ``geometry`` next to it): qwen-vl-utils' first resize, the ``<|image_pad|>`` placeholder that is
 expanded to one token per merged 2x2 patch group, loading ``Qwen2VLImageProcessorPil`` (the PIL image
 processor, which needs no torchvision), and the per-recipe alpha handling (``to_rgb``).
 
@@ -16,7 +16,6 @@ The work is split in two so that batches can be planned before any pixel is deco
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from typing import Any
@@ -37,6 +36,14 @@ from umr.backbones.base import (
 from umr.errors import InputError, ModelNotFoundError
 from umr.inputs import MultimodalInput
 
+from .geometry import (
+    MAX_ASPECT_RATIO,
+    QWEN_UTILS_MAX_PIXELS,
+    QWEN_UTILS_MIN_PIXELS,
+    QwenRenderPlan,
+    clamp_aspect,
+    smart_resize,
+)
 from .patchify import FastPatchifier
 
 __all__ = [
@@ -47,50 +54,13 @@ __all__ = [
     "ImageGeometry",
     "PreparedInput",
     "Processor",
+    "QwenRenderPlan",
     "clamp_aspect",
     "load_image_processor",
     "preprocess_pool",
     "smart_resize",
     "to_rgb",
 ]
-
-# qwen-vl-utils ``fetch_image`` defaults (first of GME's two resizes)
-QWEN_UTILS_MIN_PIXELS = 4 * 28 * 28
-QWEN_UTILS_MAX_PIXELS = 16384 * 28 * 28
-MAX_ASPECT_RATIO = 200
-
-
-def smart_resize(
-    height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56, max_pixels: int = 28 * 28 * 1280
-) -> tuple[int, int]:
-    """Nearest (height, width) that are multiples of ``factor`` with an area in [min_pixels, max_pixels].
-
-    Same arithmetic as Qwen2-VL's processors; an aspect ratio above 200 is first brought to 200 by
-    clamping the long side (the reference raises instead, which would crash on a 10000x50 strip).
-    """
-    height, width = clamp_aspect(height, width)
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
-
-
-def clamp_aspect(height: int, width: int, max_ratio: float = MAX_ASPECT_RATIO) -> tuple[int, int]:
-    """Shorten the long side so that long / short <= ``max_ratio`` (strictly below for the processor)."""
-    if max(height, width) / min(height, width) > max_ratio:
-        if height > width:
-            height = int(width * max_ratio)
-        else:
-            width = int(height * max_ratio)
-    return height, width
-
 
 class Processor:
     """Pixel budget, tokenisation and collation for Qwen-VL backbones (the prompt text comes rendered).
@@ -186,6 +156,12 @@ class Processor:
         fh, fw = smart_resize(height, width, self.factor, self.min_pixels, self.max_pixels)
         n = (fh // self.patch_size) * (fw // self.patch_size) // (self.merge_size**2)
         return ImageGeometry(pre_size=pre, final_size=(fw, fh), num_tokens=n)
+
+    def render_plan(self) -> QwenRenderPlan:
+        """The sizes :meth:`geometry` plans, as picklable data for a renderer: a page drawn at
+        ``plan.target_size(...)`` needs none of this processor's resizes (planned-size rendering)."""
+        pre = (self.pre_min_pixels, self.pre_max_pixels) if self.pre_resize else None
+        return QwenRenderPlan(self.factor, self.min_pixels, self.max_pixels, pre, int(Image.Resampling.BICUBIC))
 
     # -- step 1: prompt + cost -------------------------------------------------------------------------
     def prepare(
