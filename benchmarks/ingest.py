@@ -27,6 +27,10 @@ patches a page) on generated PDFs (text, vector graphics and an embedded photo p
 3. **Naive loop**, written without UMR: render each page with PyMuPDF at the budget, resize and
    patchify it with the transformers image processor, embed it alone with the model, keep nothing.
 4. **Memory**: peak RSS of ``umr index`` on a short and a long PDF (must stay flat: <= 1.5x).
+5. **Ceiling**: the pages/s of a perfect pipeline on this machine (every core busy with umr's per-page CPU
+   work from the stage profile, nothing else), and its ratio to the naive loop: with the tiny model at GME's
+   budget the forward pass (its vision attention over ~5000 patches) is most of a page's CPU, which bounds
+   what any pipeline around it can gain over the naive loop.
 
 Prints a table and writes ``benchmarks/results/ingest.json`` (machine facts and load averages included).
 The GPU mode was written without a GPU at hand: it runs the same phases with ``--device cuda`` and the
@@ -424,6 +428,19 @@ def main(argv: list[str] | None = None) -> int:
             renders = sorted({str(r.get("render")) for r in runs[label]})
             rows.append({"measurement": f"umr index ({args.pages} pages, render {'/'.join(renders)})",
                          "variant": label, "value": f"{rate:.2f} pages/s = {rate / naive_rate:.2f}x naive"})
+
+        # the most any pipeline can do on this machine: every CPU busy with umr's per-page work (planned
+        # preprocess, hand-off, PNG, forward pass, upsert, from the stage profile), no overhead at all
+        st = stages["cpu_ms_per_page"]
+        per_page = stages["preprocess_cpu_ms_per_page"]["planned"] + sum(
+            st[k] for k in ("handoff", "png_encode", "png_write", "embed_forward", "chroma_upsert"))
+        cores = os.cpu_count() or 1
+        ceiling = cores * 1000.0 / per_page if per_page > 0 else float("nan")
+        summary["ceiling"] = {"cpu_ms_per_page": per_page, "cores": cores, "pages_per_s": ceiling,
+                              "vs_naive": ceiling / naive_rate, "forward_share": st["embed_forward"] / per_page}
+        rows.append({"measurement": f"ceiling: {cores} cores / {per_page:.0f} ms CPU per page "
+                                    f"(forward pass {100 * st['embed_forward'] / per_page:.0f} %)",
+                     "variant": "", "value": f"{ceiling:.2f} pages/s = {ceiling / naive_rate:.2f}x naive"})
 
         # 4. memory: short vs long (the long runs above give the long peak)
         for label, core in variants:
