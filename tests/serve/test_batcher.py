@@ -150,3 +150,47 @@ def test_embed_service_tokenises_each_request_once_and_pools_prepared_requests(t
     assert counting.prepared == 3  # once per input, at validation: the queued call does not tokenise again
     for (texts, side, instruction), vectors in zip(requests, got):
         np.testing.assert_allclose(vectors, tiny_embedder.embed(texts, side=side, instruction=instruction), atol=1e-5)
+
+
+def test_token_cap_keeps_a_pool_to_one_forward_pass_and_keeps_order() -> None:
+    run = Recorder()
+    b = Batcher("t", run, max_items=100, max_tokens=1000)
+    try:
+        first = b.submit("a", "p0", tokens=400)
+        assert run.started.wait(5)  # busy with p0; five pages of 400 tokens queue behind it
+        futures = [b.submit("a", f"p{i}", tokens=400) for i in range(1, 6)]
+        run.gate.set()
+        assert first.result(5) == "a:p0"
+        assert [f.result(5) for f in futures] == [f"a:p{i}" for i in range(1, 6)]
+    finally:
+        b.close()
+    pools = [payloads for _, payloads in run.calls]
+    assert pools == [["p0"], ["p1", "p2"], ["p3", "p4"], ["p5"]]  # <= 1000 tokens each, in arrival order
+
+
+def test_a_task_over_the_cap_alone_still_runs_and_bad_caps_are_refused() -> None:
+    run = Recorder()
+    run.gate.set()
+    b = Batcher("t", run, max_tokens=100)
+    try:
+        assert b.submit("a", "big", tokens=5000).result(5) == "a:big"
+    finally:
+        b.close()
+    with pytest.raises(ValueError, match="max_tokens"):
+        Batcher("t", run, max_tokens=0)
+
+
+def test_pool_tokens_default_follows_the_device() -> None:
+    import torch
+
+    from umr.serve.app import pool_tokens
+    from umr.serve.config import CPU_POOL_TOKENS, ServeConfig
+
+    class Emb:
+        def __init__(self, device: str) -> None:
+            self.device = torch.device(device)
+            self.max_batch_tokens = 16384
+
+    assert pool_tokens(ServeConfig(), Emb("cpu")) == CPU_POOL_TOKENS
+    assert pool_tokens(ServeConfig(), Emb("meta")) == 16384  # an accelerator: one forward pass
+    assert pool_tokens(ServeConfig(max_batch_tokens=512), Emb("cpu")) == 512

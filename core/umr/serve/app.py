@@ -41,7 +41,7 @@ from umr.errors import InputError
 from umr.inputs import MultimodalInput
 from umr.ranking import rank_scores
 
-from .config import ServeConfig
+from .config import CPU_POOL_TOKENS, ServeConfig
 from .errors import ApiError, error_body
 from .jobs import JobRunner
 from .media import load_image_ref, parse_input, parse_inputs
@@ -181,6 +181,18 @@ def _encode(vector: np.ndarray, fmt: str) -> Any:
     return vector.tolist()
 
 
+def pool_tokens(config: ServeConfig, embedder: Any) -> int | None:
+    """Tokens pooled at most into one embedding call: the operator's ``max_batch_tokens``, else one forward
+    pass of the embedder on an accelerator, ``CPU_POOL_TOKENS`` on a CPU (None: no token cap known)."""
+    if config.max_batch_tokens is not None:
+        return int(config.max_batch_tokens)
+    device = getattr(embedder, "device", None)
+    if getattr(device, "type", device) == "cpu":
+        return CPU_POOL_TOKENS
+    budget = getattr(embedder, "max_batch_tokens", None)
+    return int(budget) if isinstance(budget, int) and budget > 0 else None
+
+
 def create_app(
     embedder: Any,
     reranker: Any | None = None,
@@ -200,7 +212,7 @@ def create_app(
     metrics = Metrics()
     embed_service = EmbedService(
         embedder, batching=config.batching, max_items=config.max_batch_items,
-        observe=lambda n, s: metrics.observe_batch("embed", n, s),
+        max_tokens=pool_tokens(config, embedder), observe=lambda n, s: metrics.observe_batch("embed", n, s),
     )
     rerank_service = (
         RerankService(reranker, batching=config.batching, max_items=config.max_batch_items,

@@ -1,9 +1,12 @@
 """Dynamic batching: requests of many clients share the model's forward passes.
 
-Each request becomes a task on a queue.  One worker thread per model takes the oldest task, then every
-task already waiting (up to ``max_items`` items), groups them by key (for the embedder: side and
-instruction, which decide the prompt), and makes ONE library call per group with the pooled items; the
-library plans its usual token-budget batches over them.  Each task gets its own rows back.
+Each request becomes a task on a queue.  One worker thread per model takes the oldest task, then the
+tasks already waiting, in order, while the pool stays within ``max_items`` items and ``max_tokens``
+tokens (tasks that know their token cost), groups them by key (for the embedder: side and instruction,
+which decide the prompt), and makes ONE library call per group with the pooled items; the library plans
+its usual token-budget batches over them.  Each task gets its own rows back.  The token cap keeps a pool
+to about one forward pass: a request never waits for a long train of others' pages to finish before
+its own answer (on a CPU, where one page already fills the cores, big pools only add latency).
 
 There is no timer: an idle server answers a lone request at once (no added latency), a busy one pools
 what arrived while the model was busy.  A call that fails is retried task by task, so a bad item fails
@@ -36,6 +39,7 @@ class _Task(Generic[P]):
     key: Hashable
     payload: P
     size: int
+    tokens: int = 0
     future: Future = field(default_factory=Future)
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -54,13 +58,18 @@ class Batcher:
         *,
         enabled: bool = True,
         max_items: int = 256,
+        max_tokens: int | None = None,
         observe: Callable[[int, float], None] | None = None,
     ) -> None:
         if max_items < 1:
             raise ValueError(f"max_items must be >= 1, got {max_items}")
+        if max_tokens is not None and max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1 or None, got {max_tokens}")
         self.name = name
         self.enabled = enabled
         self.max_items = int(max_items)
+        self.max_tokens = int(max_tokens) if max_tokens is not None else None
+        self._held: _Task | None = None  # taken from the queue but over the cap: starts the next pool
         self._run = run
         self._observe = observe
         self._queue: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
@@ -69,11 +78,12 @@ class Batcher:
         self._thread.start()
 
     # -- producer side ----------------------------------------------------------------------------------
-    def submit(self, key: Hashable, payload: Any, size: int = 1) -> Future:
-        """Queue one request's payload; the future holds its result (or its own exception)."""
+    def submit(self, key: Hashable, payload: Any, size: int = 1, tokens: int = 0) -> Future:
+        """Queue one request's payload (``size`` items, ``tokens`` tokens when known); the future holds its
+        result (or its own exception)."""
         if self._closed:
             raise RuntimeError(f"the {self.name} batcher is closed")
-        task = _Task(key=key, payload=payload, size=max(1, int(size)))
+        task = _Task(key=key, payload=payload, size=max(1, int(size)), tokens=max(0, int(tokens)))
         self._queue.put(task)
         return task.future
 
@@ -90,7 +100,7 @@ class Batcher:
     # -- worker side ------------------------------------------------------------------------------------
     def _take(self, first: _Task) -> tuple[list[_Task], bool]:
         tasks = [first]
-        items = first.size
+        items, tokens = first.size, first.tokens
         stop = False
         while self.enabled and items < self.max_items:
             try:
@@ -100,13 +110,19 @@ class Batcher:
             if nxt is None:
                 stop = True
                 break
+            if items + nxt.size > self.max_items or (
+                self.max_tokens is not None and tokens + nxt.tokens > self.max_tokens
+            ):
+                self._held = nxt  # first of the next pool: order is kept
+                break
             tasks.append(nxt)
             items += nxt.size
+            tokens += nxt.tokens
         return tasks, stop
 
     def _loop(self) -> None:
         while True:
-            first = self._queue.get()
+            first, self._held = (self._held, None) if self._held is not None else (self._queue.get(), None)
             if first is None:
                 return
             tasks, stop = self._take(first)

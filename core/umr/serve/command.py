@@ -62,6 +62,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--max-inputs", type=int, default=2048, help="inputs per request (default 2048)")
     g.add_argument("--no-batching", action="store_true", help="one model call per request (no pooling)")
     g.add_argument("--max-batch-items", type=int, default=256, help="items pooled into one call (default 256)")
+    g.add_argument("--max-batch-tokens", type=int, default=None,
+                   help="tokens pooled into one embedding call (default: one forward pass of the model on a "
+                        "GPU, 2048 on a CPU)")
     g.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(func=run)
     return p
@@ -105,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
             max_inputs=args.max_inputs,
             batching=not args.no_batching,
             max_batch_items=args.max_batch_items,
+            max_batch_tokens=args.max_batch_tokens,
             served_model_name=args.served_model_name,
             served_reranker_name=args.served_reranker_name,
             upload_dir=args.upload_dir,

@@ -13,6 +13,10 @@ DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 
 
+#: tokens pooled into one embedding call when the model runs on a CPU (dozens of short texts, a few pages)
+CPU_POOL_TOKENS = 2048
+
+
 class ServeConfig(BaseModel):
     """What the operator decided: limits, credentials, folders the server may read.
 
@@ -22,7 +26,10 @@ class ServeConfig(BaseModel):
     ``max_image_pixels``: a request image whose header claims more pixels gets 400 before any decoding.
     ``max_inputs``: inputs per embeddings request, documents per rerank request.  ``batching``: pool the
     items of concurrent requests into shared forward passes (off: one call per request, for comparison).
-    ``max_batch_items``: items pooled at most into one library call.  ``served_model_name`` /
+    ``max_batch_items``: items pooled at most into one library call.  ``max_batch_tokens``: tokens pooled at
+    most into one embedding call (None: one forward pass of the embedder, its ``max_batch_tokens``, on an
+    accelerator; ``CPU_POOL_TOKENS`` on a CPU, where one page already fills the cores and a bigger pool
+    only makes each request wait for the others).  ``served_model_name`` /
     ``served_reranker_name``: names the ``model`` field may use (the model ids are accepted too).
     ``upload_dir``: where uploaded files are kept (they stay the store's ``source``).
     """
@@ -37,6 +44,7 @@ class ServeConfig(BaseModel):
     max_upload_files: int = Field(64, gt=0)
     batching: bool = True
     max_batch_items: int = Field(256, gt=0)
+    max_batch_tokens: int | None = Field(None, gt=0)
     served_model_name: str | None = None
     served_reranker_name: str | None = None
     upload_dir: Path | None = None

@@ -24,12 +24,14 @@ class EmbedService:
     """Embeds requests through a :class:`Batcher`: requests with the same side and instruction share calls."""
 
     def __init__(
-        self, embedder: Any, *, batching: bool = True, max_items: int = 256, observe: Any | None = None
+        self, embedder: Any, *, batching: bool = True, max_items: int = 256, max_tokens: int | None = None,
+        observe: Any | None = None,
     ) -> None:
         self.embedder = embedder
         self._prepares = callable(getattr(embedder, "prepare_inputs", None)) and callable(
             getattr(embedder, "embed_prepared", None))
-        self.batcher = Batcher("embed", self._run, enabled=batching, max_items=max_items, observe=observe)
+        self.batcher = Batcher("embed", self._run, enabled=batching, max_items=max_items, max_tokens=max_tokens,
+                               observe=observe)
 
     def _run(self, key: Hashable, payloads: Sequence[list[Any]]) -> list[np.ndarray]:
         side, instruction = key  # type: ignore[misc]
@@ -68,7 +70,8 @@ class EmbedService:
 
     def submit_prepared(self, prepared: list[Any]) -> Future:
         """Queue items from :meth:`validate`; they pool with every other prepared request."""
-        return self.batcher.submit((PREPARED, None), prepared, size=len(prepared))
+        tokens = sum(int(p.num_tokens) for p in prepared)
+        return self.batcher.submit((PREPARED, None), prepared, size=len(prepared), tokens=tokens)
 
     def embed_sync(self, items: list[MultimodalInput], side: str, instruction: str | None) -> np.ndarray:
         return self.submit(items, side, instruction).result()
