@@ -20,7 +20,7 @@ import torch
 from umr.late.centroid import CentroidIndex
 from umr.late.fde import FDEEncoder, MeanTokenEncoder
 from umr.late.page_store import PageVectorStore
-from umr.late.scoring import MultiVector, default_device, maxsim_gathered, pad
+from umr.late.scoring import MultiVector, default_device, maxsim_gathered, maxsim_pages, pad
 
 Hits = list[tuple[str, float]]
 
@@ -140,12 +140,7 @@ class TwoStageSearcher:
 
     def score(self, query: MultiVector, page_ids: Sequence[str]) -> np.ndarray:
         """MaxSim of one query against ``page_ids`` (in that order)."""
-        tokens, index = self.store.gather(page_ids)
-        lengths = torch.from_numpy(np.bincount(index, minlength=len(page_ids)))
-        with torch.inference_mode():
-            q, qm = pad([query], self.device)
-            scores = maxsim_gathered(q, qm, torch.from_numpy(tokens).to(self.device), lengths)
-        return scores[0].cpu().numpy()
+        return maxsim_pages(query, self.store.views(page_ids), self.device)
 
     def search(self, queries: Sequence[MultiVector], k: int = 10, depth: int = 200) -> list[Hits]:
         """First stage (``depth`` candidates per query), then exact MaxSim; ``k`` hits per query."""
