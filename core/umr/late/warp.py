@@ -9,18 +9,24 @@ follows ColBERTv2 / PLAID / WARP instead:
   tokens into fine centroids (their number proportional to the cell's share of the sample), so fitting
   and assigning a token costs ``coarse + one cell's centroids`` similarities, not all ``n_centroids``;
 * every stored token keeps its fine centroid id and its **residual** (token - centroid) quantised to
-  ``nbits`` per dimension (per-dimension quantile buckets fitted on the sample, each bucket decoded to its
-  mean), ``dim * nbits / 8`` bytes; tokens are held in inverted lists, centroid -> (page, residual code);
-* a query token looks at its ``nprobe`` most similar centroids; every token in those lists is scored
-  approximately, ``<q, c> + <q, decoded residual>`` (the second term by byte lookup tables built once per
-  query token), each page keeps, per query token, its best token; a page that no probed list reaches for
-  a query token gets WARP's *missing-similarity* estimate for it (the similarity of that token's least
-  similar probed centroid, an upper bound on what unprobed centroids offer, scaled by ``missing_scale``);
-  the sum over query tokens ranks the pages and the best ``depth`` go to exact MaxSim
-  (:meth:`umr.late.search.TwoStageSearcher.rerank`).
+  ``nbits`` per dimension (uniform levels per dimension, fitted on the sample), ``dim * nbits / 8``
+  bytes; tokens are held in inverted lists, centroid -> (page, residual code);
+* a query token looks at its ``nprobe`` most similar centroids; every token in the probed lists is
+  decoded (``centroid + residual``: unpacking and one matrix product, no per-token Python) and scored
+  against *every* query token; each page keeps, per query token, its best hit token, raised to WARP's
+  *missing-similarity* estimate for that query token (the similarity of its least similar probed centroid
+  times ``missing_scale``: roughly what its unprobed tokens could offer). The sum over query tokens ranks
+  the pages and the best ``depth`` go to exact MaxSim (:meth:`umr.late.search.TwoStageSearcher.rerank`);
+* optionally (``candidates > 0``) the best ``candidates`` pages are first re-scored with *all* their tokens
+  decoded (closer to MaxSim, at about the cost of exact MaxSim of as many pages).
 
-Everything is held in memory: per stored token one int32 page row, one int32 centroid id while building
-and ``dim * nbits / 8`` code bytes. :meth:`WarpIndex.save` / :meth:`WarpIndex.load` persist it to one
+Unlike PLAID's centroid interaction, which ranks pages by centroid ids alone, the residuals break the ties
+between the many pages that share a topic's centroids; that is what a 100k-page collection needs
+(``benchmarks/late_interaction.py``).
+
+Everything is held in memory: per stored token ``dim * nbits / 8`` code bytes (64 at 128 dims and 4 bits),
+its centroid id, page row and position (int32 each), plus a per-page copy of ids and codes for add /
+delete / save (:meth:`WarpIndex.memory_bytes`). :meth:`WarpIndex.save` / :meth:`WarpIndex.load` persist it to one
 ``.npz`` file.
 """
 
@@ -38,7 +44,9 @@ from umr.late.scoring import MultiVector
 logger = logging.getLogger(__name__)
 
 _NBITS = (1, 2, 4, 8)
-_FORMAT = 1
+#: optimal uniform quantiser step for a unit Gaussian by bit width (8 bits: levels over +-4 sigma)
+_GAUSSIAN_STEP = {1: 1.596, 2: 0.9957, 4: 0.3352, 8: 8 / 255}
+_FORMAT = 2
 
 
 def _as_array(vectors: MultiVector, dim: int | None = None) -> np.ndarray:
@@ -96,9 +104,14 @@ def _token_rows(offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.n
 class WarpIndex:
     """Token-level first stage over many centroids with residual codes; ``search(queries, depth)`` -> ids.
 
-    Build with :meth:`fit` on a sample of page tokens, then :meth:`add` pages. ``nprobe``: centroids each
-    query token scores the lists of; ``missing_scale``: factor on the missing-similarity estimate of a page
-    a query token reaches through none of its probed centroids.
+    Build with :meth:`fit` on a sample of page tokens, then :meth:`add` pages (add / delete are cheap; the
+    inverted lists are rebuilt, O(stored tokens), by the next search). ``nprobe``: centroids each query
+    token probes; ``missing_scale``: factor on the missing-similarity estimate; ``candidates``: pages
+    re-scored with all their tokens decoded before the best ``depth`` are returned (0: none).
+
+    >>> index = WarpIndex.fit(sample_pages, n_centroids=32768)      # doctest: +SKIP
+    >>> index.add(page_ids, pages)                                   # doctest: +SKIP
+    >>> TwoStageSearcher(store, first_stage=index).search(queries, k=10, depth=200)  # doctest: +SKIP
     """
 
     takes_tokens = True
@@ -114,6 +127,7 @@ class WarpIndex:
         nprobe: int = 16,
         missing_scale: float = 1.0,
         candidates: int = 500,
+        refine: int = 0,
     ) -> None:
         self.coarse = np.ascontiguousarray(coarse, dtype=np.float32)
         self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
@@ -139,6 +153,7 @@ class WarpIndex:
         self.nprobe = nprobe
         self.missing_scale = float(missing_scale)
         self.candidates = int(candidates)
+        self.refine = int(refine)
         levels = 2**nbits
         per_byte = 8 // nbits
         # level of each packed dimension for every byte value: (256, per_byte)
@@ -146,8 +161,14 @@ class WarpIndex:
         self._byte_levels = ((np.arange(256)[:, None] >> shifts[None, :]) & (levels - 1)).astype(np.int64)
         # decoded residual value of each (dim, level): (dim, levels)
         self.weights = self.residual_low[:, None] + self.residual_step[:, None] * np.arange(levels, dtype=np.float32)
-        self._pages: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._built: tuple | None = None
+        # built state: tokens in centroid order (see _build); pages added since (pending) and base rows
+        # deleted or replaced since (dead) are merged in by the next _build
+        self._base_ids: list[str] = []
+        self._base_row: dict[str, int] = {}
+        self._dead: set[int] = set()
+        self._pending: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._set_base([], np.zeros(0, dtype=np.int32), np.zeros((0, self.code_bytes), dtype=np.uint8),
+                       np.zeros(0, dtype=np.int64))
 
     @property
     def dim(self) -> int:
@@ -163,13 +184,16 @@ class WarpIndex:
         return self.dim * self.nbits // 8
 
     def __len__(self) -> int:
-        return len(self._pages)
+        return len(self._base_ids) - len(self._dead) + len(self._pending)
 
     def __contains__(self, page_id: object) -> bool:
-        return page_id in self._pages
+        row = self._base_row.get(page_id)  # type: ignore[call-overload]
+        return page_id in self._pending or (row is not None and row not in self._dead)
 
     def ids(self) -> list[str]:
-        return list(self._pages)
+        """Every page id held (built pages first, then those added since)."""
+        alive = [i for r, i in enumerate(self._base_ids) if r not in self._dead]
+        return alive + list(self._pending)
 
     # -- fitting ----------------------------------------------------------------------------------------
     @classmethod
@@ -232,9 +256,11 @@ class WarpIndex:
         index = cls(top.numpy()[keep], centroids, cell_bounds, np.zeros(dim), np.zeros(dim), nbits=nbits,
                     nprobe=nprobe, missing_scale=missing_scale)
         residual = x.numpy() - centroids[index.assign(x.numpy())]
-        # uniform levels per dimension over the central 99.8 % of the sample's residuals
-        low, high = np.quantile(residual, [0.001, 0.999], axis=0)
-        step = np.maximum(high - low, 1e-6) / (2**nbits - 1)
+        # uniform levels per dimension, centred on the mean, spaced by the step that minimises the squared
+        # error of a uniform quantiser of a Gaussian (Max, 1960) times the dimension's standard deviation
+        mean, std = residual.mean(axis=0), np.maximum(residual.std(axis=0), 1e-6)
+        step = _GAUSSIAN_STEP[nbits] * std
+        low = mean - step * (2**nbits - 1) / 2
         return cls(index.coarse, centroids, cell_bounds, low, step, nbits=nbits, nprobe=nprobe,
                    missing_scale=missing_scale, candidates=candidates)
 
@@ -285,53 +311,71 @@ class WarpIndex:
         ids, codes = self.encode(np.concatenate(arrays))
         bounds = np.concatenate([[0], np.cumsum(lengths)])
         for k, page_id in enumerate(page_ids):
-            lo, hi = bounds[k], bounds[k + 1]
-            self._pages[page_id] = (ids[lo:hi], codes[lo:hi])
-        self._built = None
+            row = self._base_row.get(page_id)
+            if row is not None:
+                self._dead.add(row)
+            self._pending[page_id] = (ids[bounds[k] : bounds[k + 1]], codes[bounds[k] : bounds[k + 1]])
 
     def delete(self, page_ids: Sequence[str]) -> None:
+        """Remove pages; unknown ids are ignored."""
         for page_id in page_ids:
-            if self._pages.pop(page_id, None) is not None:
-                self._built = None
+            self._pending.pop(page_id, None)
+            row = self._base_row.get(page_id)
+            if row is not None:
+                self._dead.add(row)
+
+    def _page(self, page_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """One page's ``(centroid ids, residual codes)``."""
+        if page_id in self._pending:
+            return self._pending[page_id]
+        row = self._base_row.get(page_id)
+        if row is None or row in self._dead:
+            raise KeyError(f"page {page_id!r} is not in the WarpIndex")
+        where = self._positions[self._page_offsets[row] : self._page_offsets[row + 1]]
+        return self._token_cents[where], self._codes[where]
+
+    def _set_base(self, ids: list[str], cents: np.ndarray, codes: np.ndarray, lengths: np.ndarray) -> None:
+        """Make ``ids`` (their tokens page after page: centroid ids, codes) the built state."""
+        self._base_ids = ids
+        self._base_row = {page_id: row for row, page_id in enumerate(ids)}
+        self._dead, self._pending = set(), {}
+        self._page_offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=self._page_offsets[1:])
+        order = np.argsort(cents, kind="stable")
+        self._offsets = np.zeros(self.n_centroids + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cents, minlength=self.n_centroids), out=self._offsets[1:])
+        self._token_pages = np.repeat(np.arange(len(ids), dtype=np.int32), lengths)[order]
+        self._token_cents = np.ascontiguousarray(cents[order], dtype=np.int32)
+        self._codes = np.ascontiguousarray(codes[order])
+        self._positions = np.empty(len(order), dtype=np.int32)
+        self._positions[order] = np.arange(len(order), dtype=np.int32)
 
     def _build(self) -> tuple:
-        """``(ids, list offsets, list page rows, page offsets, centroid ids, codes)``: inverted lists
-        (centroid -> distinct pages) and the tokens page after page (centroid ids, residual codes)."""
-        if self._built is None:
-            ids = list(self._pages)
-            entries = [self._pages[i] for i in ids]
-            lengths = np.array([len(e[0]) for e in entries], dtype=np.int64)
-            cents = np.concatenate([e[0] for e in entries]) if entries else np.zeros(0, dtype=np.int32)
-            codes = (np.concatenate([e[1] for e in entries]) if entries
-                     else np.zeros((0, self.code_bytes), dtype=np.uint8))
-            page_offsets = np.zeros(len(ids) + 1, dtype=np.int64)
-            np.cumsum(lengths, out=page_offsets[1:])
-            rows = np.repeat(np.arange(len(ids), dtype=np.int64), lengths)
-            # inverted lists: centroid -> the distinct pages with a token there
-            pairs = np.unique(cents.astype(np.int64) * max(1, len(ids)) + rows)
-            list_cents = pairs // max(1, len(ids))
-            list_rows = (pairs % max(1, len(ids))).astype(np.int32)
-            offsets = np.zeros(self.n_centroids + 1, dtype=np.int64)
-            np.cumsum(np.bincount(list_cents, minlength=self.n_centroids), out=offsets[1:])
-            self._built = (ids, offsets, list_rows, page_offsets, cents, codes)
-        return self._built
+        """``(ids, list offsets, token pages, token codes, page offsets, token positions, token centroids)``:
+        every token in centroid order (its page row, residual code and centroid; list ``c`` is
+        ``offsets[c]:offsets[c + 1]``) and per page (CSR by ``page offsets``) its tokens' positions in that
+        order. Pages added or deleted since the last build are merged in first (O(stored tokens))."""
+        if self._pending or self._dead:
+            alive = np.array([r for r in range(len(self._base_ids)) if r not in self._dead], dtype=np.int64)
+            rows, _ = _token_rows(self._page_offsets, alive)
+            where = self._positions[rows]
+            pending = list(self._pending.values())
+            cents = np.concatenate([self._token_cents[where], *(c for c, _ in pending)])
+            codes = np.concatenate([self._codes[where], *(k for _, k in pending)])
+            lengths = np.concatenate([np.diff(self._page_offsets)[alive], [len(c) for c, _ in pending]])
+            ids = [self._base_ids[r] for r in alive] + list(self._pending)
+            self._set_base(ids, cents.astype(np.int32), codes, lengths.astype(np.int64))
+        return (self._base_ids, self._offsets, self._token_pages, self._codes, self._page_offsets, self._positions,
+                self._token_cents)
 
     def memory_bytes(self) -> int:
-        """Bytes of the searchable arrays (centroids, lists, codes), excluding Python objects."""
-        built = self._build()
-        return int(self.centroids.nbytes + self.coarse.nbytes + sum(a.nbytes for a in built[1:]))
+        """Bytes of the index's arrays (centroids, inverted lists, codes); Python objects not counted."""
+        self._build()
+        arrays = (self.centroids, self.coarse, self._offsets, self._token_pages, self._token_cents, self._codes,
+                  self._page_offsets, self._positions)
+        return int(sum(a.nbytes for a in arrays))
 
     # -- scoring ----------------------------------------------------------------------------------------
-    def _tables(self, q: np.ndarray) -> np.ndarray:
-        """Byte lookup tables ``(n_q, code_bytes, 256)``: ``<q_i, decoded residual part of byte b = v>``."""
-        per_byte = 8 // self.nbits
-        # (n_q, code_bytes, per_byte, levels): q_i[d] * weight[d, level]
-        parts = (q[:, :, None] * self.weights[None, :, :]).reshape(len(q), self.code_bytes, per_byte, -1)
-        tables = np.zeros((len(q), self.code_bytes, 256), dtype=np.float32)
-        for k in range(per_byte):
-            tables += parts[:, :, k, :][:, :, self._byte_levels[:, k]]
-        return tables
-
     def search(self, queries: Sequence[MultiVector], depth: int) -> list[list[str]]:
         """For each multi-vector query, the ids of the ``depth`` pages with the best approximate MaxSim."""
         ids, *built = self._build()
@@ -345,70 +389,83 @@ class WarpIndex:
                 out.append([ids[i] for i in self._search_one(q, depth, *built)])
         return out
 
-    def _search_one(self, q: np.ndarray, depth: int, offsets: np.ndarray, list_rows: np.ndarray,
-                    page_offsets: np.ndarray, cents: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    def approximate_scores(self, query: MultiVector, page_ids: Sequence[str]) -> np.ndarray:
+        """MaxSim of one query against ``page_ids`` with every page token decoded (centroid + residual):
+        the score the index ranks by when every list is probed."""
+        q = _as_array(query, self.dim)
+        sims_t = self.centroids @ q.T
+        out = np.empty(len(page_ids), dtype=np.float32)
+        for k, page_id in enumerate(page_ids):
+            cents, codes = self._page(page_id)
+            out[k] = self._token_sims(q, sims_t, codes, cents).max(axis=0).sum()
+        return out
+
+    def _token_sims(self, q: np.ndarray, sims_t: np.ndarray, codes: np.ndarray, token_cents: np.ndarray
+                    ) -> np.ndarray:
+        """``(T, n_q)`` approximate similarities of decoded tokens: ``<q, c> + <q, low> + <q * step, level>``.
+
+        ``sims_t`` is ``(K, n_q)``: every centroid against every query token."""
+        packed = torch.from_numpy(codes)  # (T, code_bytes) uint8
+        if self.nbits == 8:
+            levels = packed
+        else:
+            mask = 2**self.nbits - 1
+            levels = torch.stack([(packed >> shift) & mask for shift in range(0, 8, self.nbits)], dim=2)
+        levels = levels.reshape(len(codes), self.dim).to(torch.float32)
+        out = (levels @ torch.from_numpy((q * self.residual_step).T)).numpy()
+        out += sims_t[token_cents]
+        out += (q @ self.residual_low)[None, :]
+        return out
+
+    def _search_one(self, q: np.ndarray, depth: int, offsets: np.ndarray, token_pages: np.ndarray,
+                    codes: np.ndarray, page_offsets: np.ndarray, positions: np.ndarray, token_cents: np.ndarray
+                    ) -> np.ndarray:
         n_q = len(q)
-        sims = q @ self.centroids.T  # (n_q, K)
+        sims = (torch.from_numpy(q) @ torch.from_numpy(self.centroids).T).numpy()  # (n_q, K)
+        sims_t = np.ascontiguousarray(sims.T)
         probe = min(self.nprobe, self.n_centroids)
         if probe < self.n_centroids:
             top = np.argpartition(-sims, probe - 1, axis=1)[:, :probe]
         else:
             top = np.broadcast_to(np.arange(self.n_centroids), (n_q, probe))
-        top_sims = np.take_along_axis(sims, top, axis=1)
-        missing = self.missing_scale * top_sims.min(axis=1)  # (n_q,)
-        positions, which = _segments(offsets, top.ravel())
-        if len(positions) == 0:
+        missing = self.missing_scale * np.take_along_axis(sims, top, axis=1).min(axis=1)  # (n_q,)
+        probed = np.unique(top)
+        hit, which = _segments(offsets, probed)
+        if len(hit) == 0:
             return np.zeros(0, dtype=np.int64)
-        # 1. pruned centroid interaction: per query token, a page's best probed centroid, else `missing`
-        token = which // probe
-        pages, page_slot = np.unique(list_rows[positions], return_inverse=True)
-        key = torch.from_numpy(token * len(pages) + page_slot)
-        best = torch.full((n_q * len(pages),), -np.inf)
-        best.scatter_reduce_(0, key, torch.from_numpy(top_sims.ravel()[which]), "amax", include_self=True)
-        best = best.view(n_q, len(pages)).numpy()
-        scores = np.where(np.isfinite(best), best, missing[:, None]).sum(axis=0)
+        # 1. every token in a probed list, decoded, against every query token; per page the best of its
+        #    hit tokens, raised to the missing-similarity estimate where that is higher
+        pages, slot = np.unique(token_pages[hit], return_inverse=True)
+        order = np.argsort(slot, kind="stable")  # hit tokens page by page
+        hit, which = hit[order], which[order]
+        firsts = np.searchsorted(slot[order], np.arange(len(pages)))
+        best = np.maximum.reduceat(self._token_sims(q, sims_t, codes[hit], probed[which]), firsts, axis=0)
+        scores = np.maximum(best, missing[None, :]).sum(axis=1)
         if self.candidates and len(pages) > max(depth, self.candidates):
             keep = np.argpartition(-scores, self.candidates - 1)[: self.candidates]
             pages = pages[keep]
         if self.candidates:
-            # 2. the candidates' every token decoded (centroid + residual): approximate MaxSim in full
-            scores = self._decoded_maxsim(q, sims, pages, page_offsets, cents, codes)
+            # 2. the candidates' every token decoded: approximate MaxSim in full
+            rows, starts = _token_rows(page_offsets, pages)
+            where = positions[rows]
+            full = self._token_sims(q, sims_t, codes[where], token_cents[where])
+            scores = np.maximum.reduceat(full, starts, axis=0).sum(axis=1)
         if len(pages) <= depth:
             return pages[np.argsort(-scores, kind="stable")]
         chosen = np.argpartition(-scores, depth - 1)[:depth]
         return pages[chosen[np.argsort(-scores[chosen], kind="stable")]]
 
-    def _decoded_maxsim(self, q: np.ndarray, sims: np.ndarray, pages: np.ndarray, page_offsets: np.ndarray,
-                        cents: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        """Approximate MaxSim of ``pages`` with every token decoded: ``<q, c> + <q, low> + <q * step, level>``."""
-        positions, firsts = _token_rows(page_offsets, pages)
-        packed = torch.from_numpy(codes[positions])  # (T, code_bytes) uint8
-        if self.nbits == 8:
-            levels = packed
-        else:
-            mask = 2**self.nbits - 1
-            shifts = range(0, 8, self.nbits)
-            levels = torch.stack([(packed >> shift) & mask for shift in shifts], dim=2)
-        levels = levels.reshape(len(positions), self.dim).to(torch.float32)
-        qt = torch.from_numpy(q)
-        token_sims = (qt * torch.from_numpy(self.residual_step)) @ levels.T  # (n_q, T)
-        token_sims += torch.from_numpy(sims[:, cents[positions]] + (q @ self.residual_low)[:, None])
-        return np.maximum.reduceat(token_sims.numpy(), firsts, axis=1).sum(axis=0)
-
     # -- persistence ------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write the index (centroids, residual buckets, every page's codes) to one ``.npz`` file."""
+        """Write the index (centroids, residual levels, settings, inverted lists) to one ``.npz`` file."""
         path = Path(path)
-        ids = list(self._pages)
-        lengths = np.array([len(self._pages[i][0]) for i in ids], dtype=np.int64)
-        cents = np.concatenate([self._pages[i][0] for i in ids]) if ids else np.zeros(0, dtype=np.int32)
-        codes = (np.concatenate([self._pages[i][1] for i in ids]) if ids
-                 else np.zeros((0, self.code_bytes), dtype=np.uint8))
+        ids, offsets, token_pages, codes, page_offsets, positions, token_cents = self._build()
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, format=np.int64(_FORMAT), coarse=self.coarse, centroids=self.centroids,
                  cell_bounds=self.cell_bounds, residual_low=self.residual_low, residual_step=self.residual_step,
                  settings=np.array([self.nbits, self.nprobe, self.missing_scale, self.candidates], dtype=np.float64),
-                 page_ids=np.array(ids, dtype=np.str_), lengths=lengths, cents=cents, codes=codes)
+                 page_ids=np.array(ids, dtype=np.str_), offsets=offsets, token_pages=token_pages, codes=codes,
+                 page_offsets=page_offsets, positions=positions, token_cents=token_cents)
         tmp.replace(path)
         return path
 
@@ -422,8 +479,11 @@ class WarpIndex:
             index = cls(data["coarse"], data["centroids"], data["cell_bounds"], data["residual_low"],
                         data["residual_step"], nbits=int(nbits), nprobe=int(nprobe),
                         missing_scale=float(missing_scale), candidates=int(candidates))
-            bounds = np.concatenate([[0], np.cumsum(data["lengths"])])
-            cents, codes = data["cents"], data["codes"]
-            for k, page_id in enumerate(data["page_ids"].tolist()):
-                index._pages[page_id] = (cents[bounds[k] : bounds[k + 1]], codes[bounds[k] : bounds[k + 1]])
+            ids = data["page_ids"].tolist()
+            index._base_ids, index._base_row = ids, {page_id: row for row, page_id in enumerate(ids)}
+            index._offsets, index._token_pages, index._codes = data["offsets"], data["token_pages"], data["codes"]
+            index._page_offsets, index._positions = data["page_offsets"], data["positions"]
+            index._token_cents = data["token_cents"]
+            if index._offsets.shape != (index.n_centroids + 1,) or len(index._page_offsets) != len(ids) + 1:
+                raise ValueError(f"{path}: inverted lists do not fit the centroids / page ids")
         return index
