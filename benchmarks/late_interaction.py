@@ -30,6 +30,7 @@ rerank latency of 200 candidates of 768 tokens (unpooled) and 256 tokens (what p
 from __future__ import annotations
 
 import argparse
+import copy
 import shutil
 import sys
 import tempfile
@@ -209,8 +210,8 @@ def warp_centroids(n_pages: int, tokens: list[int]) -> int:
 
 
 def warp_label(index: WarpIndex) -> str:
-    return (f"warp {index.n_centroids} c {index.nbits}-bit p{index.nprobe} "
-            f"c{index.candidates}")
+    label = f"warp {index.n_centroids} c {index.nbits}-bit nprobe {index.nprobe}"
+    return label + (f" cand {index.candidates}" if index.candidates else "")
 
 
 def run_size(n_pages: int, args: argparse.Namespace, work: Path, recall_rows: list, latency_rows: list,
@@ -264,7 +265,7 @@ def run_size(n_pages: int, args: argparse.Namespace, work: Path, recall_rows: li
                 if start + count >= min(n_pages, args.warp_fit_pages):
                     n_cent = args.warp_centroids or warp_centroids(n_pages, args.tokens)
                     warp = WarpIndex.fit(warp_sample, n_cent, nbits=args.warp_nbits, iterations=6, seed=args.seed,
-                                         nprobe=args.warp_nprobe, candidates=args.warp_candidates)
+                                         nprobe=args.warp_nprobe[0], candidates=args.warp_candidates)
                     timings["warp_fit_s"] = time.perf_counter() - t
                     t = time.perf_counter()
                     for pending_ids, pending_pages in warp_pending:
@@ -278,7 +279,7 @@ def run_size(n_pages: int, args: argparse.Namespace, work: Path, recall_rows: li
         t = time.perf_counter()
         memory = warp.memory_bytes()  # also builds the inverted lists
         timings["warp_add_s"] += time.perf_counter() - t
-        index_rows.append({"pages": n_pages, "first_stage": warp_label(warp), "fit_s": timings["warp_fit_s"],
+        index_rows.append({"pages": n_pages, "first_stage": f"warp {warp.n_centroids} c {warp.nbits}-bit", "fit_s": timings["warp_fit_s"],
                            "add_s": timings["warp_add_s"], "memory_mb": memory / 2**20,
                            "bytes_per_token": memory / max(1, stores["float16"].stats()["tokens"])})
     queries = make_queries(world, args.queries, rng)
@@ -315,15 +316,17 @@ def run_size(n_pages: int, args: argparse.Namespace, work: Path, recall_rows: li
                                     "store": store_name, "depth": depth, "recall_at_10": r})
                 if store_name == "float16":
                     best[f"{centroid_name}@{depth}"] = r
-    if warp is not None:
+    warps = [copy.copy(warp) for _ in args.warp_nprobe] if warp is not None else []
+    for view, nprobe in zip(warps, args.warp_nprobe):  # shallow copies share the arrays, differ in nprobe
+        view.nprobe = nprobe
         for store_name, store in stores.items():
-            searcher = TwoStageSearcher(store, first_stage=warp, device="cpu")
+            searcher = TwoStageSearcher(store, first_stage=view, device="cpu")
             for depth in args.depths:
                 r = recall_at(searcher.search(queries, k=10, depth=depth), truth)
-                recall_rows.append({"pages": n_pages, "first_stage": warp_label(warp), "vector_dim": "-",
+                recall_rows.append({"pages": n_pages, "first_stage": warp_label(view), "vector_dim": "-",
                                     "store": store_name, "depth": depth, "recall_at_10": r})
                 if store_name == "float16":
-                    best[f"{warp_label(warp)}@{depth}"] = r
+                    best[f"{warp_label(view)}@{depth}"] = r
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     depth = args.latency_depth
     for device in devices:
@@ -345,8 +348,7 @@ def run_size(n_pages: int, args: argparse.Namespace, work: Path, recall_rows: li
                                      "tokens_per_page": store.stats()["tokens_per_page"], "depth": depth,
                                      "first_stage_ms": first, "rerank_ms": rerank, "total_ms": total})
         token_stages = [(centroid_name, centroid)] if centroid is not None else []
-        if warp is not None:
-            token_stages.append((warp_label(warp), warp))
+        token_stages += [(warp_label(view), view) for view in warps]
         for stage_name, stage in token_stages:  # the token-level first stages run in numpy on the CPU
             for store_name, store in stores.items():
                 searcher = TwoStageSearcher(store, first_stage=stage, device=device)
@@ -461,9 +463,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warp-fit-pages", type=int, default=20_000, help="pages whose tokens it is fitted on")
     p.add_argument("--warp-sample-share", type=float, default=0.5, help="share of those pages' tokens sampled")
     p.add_argument("--warp-nbits", type=int, default=4, help="bits per residual dimension (1, 2, 4, 8)")
-    p.add_argument("--warp-nprobe", type=int, default=16, help="centroids each query token probes")
-    p.add_argument("--warp-candidates", type=int, default=500,
-                   help="pages the pruned centroid step passes to residual-decoded scoring")
+    p.add_argument("--warp-nprobe", type=int, nargs="+", default=[16, 32],
+                   help="centroids each query token probes (one row set per value)")
+    p.add_argument("--warp-candidates", type=int, default=0,
+                   help="pages re-scored with all their tokens decoded before the best depth go on (0: none)")
     p.add_argument("--page-tokens", type=int, default=768)
     p.add_argument("--sample-pages", type=int, default=48)
     p.add_argument("--chunk", type=int, default=2000)
@@ -476,7 +479,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.depths, args.latency_depth, args.page_tokens, args.sample_pages, args.chunk = [20, 50], 50, 48, 4, 150
         args.pool_max_pages = args.chroma_max_pages = 400
         args.centroids, args.centroid_candidates = 64, 200
-        args.warp_centroids, args.warp_fit_pages, args.warp_candidates = 64, 300, 100
+        args.warp_centroids, args.warp_fit_pages, args.warp_nprobe = 64, 300, [4, 16]
     for size in args.sizes:
         if size < max(*args.depths, args.latency_depth) or size < args.queries:
             p.error(f"--sizes {size} must be at least the largest depth and the number of queries")

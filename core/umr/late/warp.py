@@ -126,8 +126,7 @@ class WarpIndex:
         nbits: int = 4,
         nprobe: int = 16,
         missing_scale: float = 1.0,
-        candidates: int = 500,
-        refine: int = 0,
+        candidates: int = 0,
     ) -> None:
         self.coarse = np.ascontiguousarray(coarse, dtype=np.float32)
         self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
@@ -153,7 +152,6 @@ class WarpIndex:
         self.nprobe = nprobe
         self.missing_scale = float(missing_scale)
         self.candidates = int(candidates)
-        self.refine = int(refine)
         levels = 2**nbits
         per_byte = 8 // nbits
         # level of each packed dimension for every byte value: (256, per_byte)
@@ -207,7 +205,7 @@ class WarpIndex:
         seed: int = 0,
         nprobe: int = 16,
         missing_scale: float = 1.0,
-        candidates: int = 500,
+        candidates: int = 0,
     ) -> WarpIndex:
         """Two-level spherical k-means of the sample's tokens and the residual buckets.
 
@@ -397,12 +395,13 @@ class WarpIndex:
         out = np.empty(len(page_ids), dtype=np.float32)
         for k, page_id in enumerate(page_ids):
             cents, codes = self._page(page_id)
-            out[k] = self._token_sims(q, sims_t, codes, cents).max(axis=0).sum()
+            out[k] = float(self._token_sims(q, sims_t, codes, cents).amax(dim=0).sum())
         return out
 
     def _token_sims(self, q: np.ndarray, sims_t: np.ndarray, codes: np.ndarray, token_cents: np.ndarray
                     ) -> np.ndarray:
-        """``(T, n_q)`` approximate similarities of decoded tokens: ``<q, c> + <q, low> + <q * step, level>``.
+        """``(T, n_q)`` tensor of approximate similarities of decoded tokens: ``<q, c> + <q, low> + <q * step,
+        level>``.
 
         ``sims_t`` is ``(K, n_q)``: every centroid against every query token."""
         packed = torch.from_numpy(codes)  # (T, code_bytes) uint8
@@ -412,48 +411,42 @@ class WarpIndex:
             mask = 2**self.nbits - 1
             levels = torch.stack([(packed >> shift) & mask for shift in range(0, 8, self.nbits)], dim=2)
         levels = levels.reshape(len(codes), self.dim).to(torch.float32)
-        out = (levels @ torch.from_numpy((q * self.residual_step).T)).numpy()
-        out += sims_t[token_cents]
-        out += (q @ self.residual_low)[None, :]
+        out = levels @ torch.from_numpy((q * self.residual_step).T)
+        out += torch.from_numpy(sims_t[token_cents] + (q @ self.residual_low)[None, :])
         return out
 
     def _search_one(self, q: np.ndarray, depth: int, offsets: np.ndarray, token_pages: np.ndarray,
                     codes: np.ndarray, page_offsets: np.ndarray, positions: np.ndarray, token_cents: np.ndarray
                     ) -> np.ndarray:
-        n_q = len(q)
-        sims = (torch.from_numpy(q) @ torch.from_numpy(self.centroids).T).numpy()  # (n_q, K)
-        sims_t = np.ascontiguousarray(sims.T)
+        sims_t = (torch.from_numpy(self.centroids) @ torch.from_numpy(q).T).numpy()  # (K, n_q)
         probe = min(self.nprobe, self.n_centroids)
-        if probe < self.n_centroids:
-            top = np.argpartition(-sims, probe - 1, axis=1)[:, :probe]
-        else:
-            top = np.broadcast_to(np.arange(self.n_centroids), (n_q, probe))
-        missing = self.missing_scale * np.take_along_axis(sims, top, axis=1).min(axis=1)  # (n_q,)
-        probed = np.unique(top)
+        top_sims, top = torch.topk(torch.from_numpy(sims_t), probe, dim=0)  # (probe, n_q)
+        missing = self.missing_scale * top_sims[-1].numpy()  # each query token's least similar probed centroid
+        probed = np.unique(top.numpy())
         hit, which = _segments(offsets, probed)
         if len(hit) == 0:
             return np.zeros(0, dtype=np.int64)
         # 1. every token in a probed list, decoded, against every query token; per page the best of its
         #    hit tokens, raised to the missing-similarity estimate where that is higher
-        pages, slot = np.unique(token_pages[hit], return_inverse=True)
-        order = np.argsort(slot, kind="stable")  # hit tokens page by page
-        hit, which = hit[order], which[order]
-        firsts = np.searchsorted(slot[order], np.arange(len(pages)))
-        best = np.maximum.reduceat(self._token_sims(q, sims_t, codes[hit], probed[which]), firsts, axis=0)
-        scores = np.maximum(best, missing[None, :]).sum(axis=1)
+        owner = token_pages[hit]
+        order = np.argsort(owner, kind="stable")  # hit tokens page by page
+        hit, which, owner = hit[order], which[order], owner[order]
+        starts = np.concatenate([[0], np.flatnonzero(owner[1:] != owner[:-1]) + 1])
+        pages = owner[starts].astype(np.int64)
+        lengths = torch.from_numpy(np.diff(np.append(starts, len(owner))))
+        token_sims = self._token_sims(q, sims_t, codes[hit], probed[which])
+        best = torch.segment_reduce(token_sims, "max", lengths=lengths, axis=0)  # (pages, n_q)
+        scores = torch.maximum(best, torch.from_numpy(missing)[None, :]).sum(dim=1).numpy()
         if self.candidates and len(pages) > max(depth, self.candidates):
-            keep = np.argpartition(-scores, self.candidates - 1)[: self.candidates]
-            pages = pages[keep]
+            pages = pages[torch.topk(torch.from_numpy(scores), self.candidates).indices.numpy()]
         if self.candidates:
             # 2. the candidates' every token decoded: approximate MaxSim in full
-            rows, starts = _token_rows(page_offsets, pages)
+            rows, _ = _token_rows(page_offsets, pages)
             where = positions[rows]
             full = self._token_sims(q, sims_t, codes[where], token_cents[where])
-            scores = np.maximum.reduceat(full, starts, axis=0).sum(axis=1)
-        if len(pages) <= depth:
-            return pages[np.argsort(-scores, kind="stable")]
-        chosen = np.argpartition(-scores, depth - 1)[:depth]
-        return pages[chosen[np.argsort(-scores[chosen], kind="stable")]]
+            lengths = torch.from_numpy(page_offsets[pages + 1] - page_offsets[pages])
+            scores = torch.segment_reduce(full, "max", lengths=lengths, axis=0).sum(dim=1).numpy()
+        return pages[torch.topk(torch.from_numpy(scores), min(depth, len(pages))).indices.numpy()]
 
     # -- persistence ------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
