@@ -211,6 +211,7 @@ def warp_centroids(n_pages: int, tokens: list[int]) -> int:
 
 def warp_label(index: WarpIndex) -> str:
     label = f"warp {index.n_centroids} c {index.nbits}-bit nprobe {index.nprobe}"
+    label += f" cells {index.cells}" if index.cells else ""
     return label + (f" cand {index.candidates}" if index.candidates else "")
 
 
@@ -265,7 +266,8 @@ def run_size(n_pages: int, args: argparse.Namespace, work: Path, recall_rows: li
                 if start + count >= min(n_pages, args.warp_fit_pages):
                     n_cent = args.warp_centroids or warp_centroids(n_pages, args.tokens)
                     warp = WarpIndex.fit(warp_sample, n_cent, nbits=args.warp_nbits, iterations=6, seed=args.seed,
-                                         nprobe=args.warp_nprobe[0], candidates=args.warp_candidates)
+                                         nprobe=args.warp_nprobe[0], candidates=args.warp_candidates,
+                                         cells=args.warp_cells)
                     timings["warp_fit_s"] = time.perf_counter() - t
                     t = time.perf_counter()
                     for pending_ids, pending_pages in warp_pending:
@@ -465,6 +467,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warp-nbits", type=int, default=4, help="bits per residual dimension (1, 2, 4, 8)")
     p.add_argument("--warp-nprobe", type=int, nargs="+", default=[16, 32],
                    help="centroids each query token probes (one row set per value)")
+    p.add_argument("--warp-cells", type=int, default=8,
+                   help="coarse cells each query token opens; probes are chosen among their centroids (0: all)")
     p.add_argument("--warp-candidates", type=int, default=0,
                    help="pages re-scored with all their tokens decoded before the best depth go on (0: none)")
     p.add_argument("--page-tokens", type=int, default=768)
@@ -479,7 +483,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.depths, args.latency_depth, args.page_tokens, args.sample_pages, args.chunk = [20, 50], 50, 48, 4, 150
         args.pool_max_pages = args.chroma_max_pages = 400
         args.centroids, args.centroid_candidates = 64, 200
-        args.warp_centroids, args.warp_fit_pages, args.warp_nprobe = 64, 300, [4, 16]
+        args.warp_centroids, args.warp_fit_pages, args.warp_nprobe, args.warp_cells = 64, 300, [4, 16], 0
     for size in args.sizes:
         if size < max(*args.depths, args.latency_depth) or size < args.queries:
             p.error(f"--sizes {size} must be at least the largest depth and the number of queries")

@@ -36,7 +36,7 @@ def _blank(index: WarpIndex) -> WarpIndex:
     """An empty index with the same centroids, residual levels and settings."""
     return WarpIndex(index.coarse, index.centroids, index.cell_bounds, index.residual_low, index.residual_step,
                      nbits=index.nbits, nprobe=index.nprobe, missing_scale=index.missing_scale,
-                     candidates=index.candidates)
+                     candidates=index.candidates, cells=index.cells)
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +98,23 @@ def test_probing_everything_ranks_by_the_decoded_maxsim(data) -> None:
         assert got[:10] == want[:10]
 
 
+def test_cells_keep_the_probes_among_the_opened_cells_centroids(data) -> None:
+    pages, queries, ids, index = data
+    narrow = _blank(index)
+    narrow.cells, narrow.nprobe = 2, 4
+    narrow.add(ids, pages)
+    for q in queries:
+        _, top, top_sims = narrow._probe(q)
+        opened = np.unique(np.argsort(-(q @ narrow.coarse.T), axis=1)[:, :2])
+        allowed = np.concatenate([np.arange(narrow.cell_bounds[c], narrow.cell_bounds[c + 1]) for c in opened])
+        assert set(top.ravel()) <= set(allowed.tolist())
+        # each query token's probes are its best centroids among the allowed ones
+        want = np.sort(np.sort(q @ narrow.centroids[allowed].T, axis=1)[:, ::-1][:, : top.shape[1]], axis=1)
+        np.testing.assert_allclose(np.sort(top_sims, axis=1), want, atol=1e-5)
+        np.testing.assert_allclose(np.take_along_axis(q @ narrow.centroids.T, top, axis=1), top_sims, atol=1e-5)
+        assert len(narrow.search([q], 10)[0]) == 10
+
+
 def test_two_stage_search_recovers_the_exhaustive_top_10(data, tmp_path: Path) -> None:
     pages, queries, ids, index = data
     with PageVectorStore.open(tmp_path / "pv", dim=32) as store:
@@ -143,8 +160,8 @@ def test_save_and_load_round_trip(data, tmp_path: Path) -> None:
     _, queries, _, index = data
     path = index.save(tmp_path / "warp.npz")
     loaded = WarpIndex.load(path)
-    assert (loaded.nbits, loaded.nprobe, loaded.candidates, len(loaded)) == (
-        index.nbits, index.nprobe, index.candidates, len(index))
+    assert (loaded.nbits, loaded.nprobe, loaded.candidates, loaded.cells, len(loaded)) == (
+        index.nbits, index.nprobe, index.candidates, index.cells, len(index))
     assert loaded.search(queries, 30) == index.search(queries, 30)
     (tmp_path / "other.npz").write_bytes(b"not an index")
     with pytest.raises(Exception):  # noqa: B017 - numpy's own error for a file that is no archive

@@ -11,7 +11,9 @@ follows ColBERTv2 / PLAID / WARP instead:
 * every stored token keeps its fine centroid id and its **residual** (token - centroid) quantised to
   ``nbits`` per dimension (uniform levels per dimension, fitted on the sample), ``dim * nbits / 8``
   bytes; tokens are held in inverted lists, centroid -> (page, residual code);
-* a query token looks at its ``nprobe`` most similar centroids; every token in the probed lists is
+* a query token looks at its ``nprobe`` most similar centroids (among those of the ``cells`` coarse cells
+  most similar to any query token: the probes of all query tokens stay in the query's region, and only
+  those centroids are scored); every token in the probed lists is
   decoded (``centroid + residual``: unpacking and one matrix product, no per-token Python) and scored
   against *every* query token; each page keeps, per query token, its best hit token, raised to WARP's
   *missing-similarity* estimate for that query token (the similarity of its least similar probed centroid
@@ -106,8 +108,13 @@ class WarpIndex:
 
     Build with :meth:`fit` on a sample of page tokens, then :meth:`add` pages (add / delete are cheap; the
     inverted lists are rebuilt, O(stored tokens), by the next search). ``nprobe``: centroids each query
-    token probes; ``missing_scale``: factor on the missing-similarity estimate; ``candidates``: pages
-    re-scored with all their tokens decoded before the best ``depth`` are returned (0: none).
+    token probes; ``cells``: coarse cells opened per query token, whose centroids the probes are chosen
+    from (0: all centroids); ``missing_scale``: factor on the missing-similarity estimate; ``candidates``:
+    pages re-scored with all their tokens decoded before the best ``depth`` are returned (0: none).
+
+    On the benchmark's 100k-page corpus (32768 centroids, 4-bit residuals) ``nprobe`` 32 with ``cells`` 8
+    gives recall@10 0.977 of exhaustive MaxSim at depth 200 (0.965 scoring all centroids); ``nprobe`` 16
+    is faster at 0.956.
 
     >>> index = WarpIndex.fit(sample_pages, n_centroids=32768)      # doctest: +SKIP
     >>> index.add(page_ids, pages)                                   # doctest: +SKIP
@@ -124,9 +131,10 @@ class WarpIndex:
         residual_low: np.ndarray,
         residual_step: np.ndarray,
         nbits: int = 4,
-        nprobe: int = 16,
+        nprobe: int = 32,
         missing_scale: float = 1.0,
         candidates: int = 0,
+        cells: int = 8,
     ) -> None:
         self.coarse = np.ascontiguousarray(coarse, dtype=np.float32)
         self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
@@ -145,13 +153,14 @@ class WarpIndex:
             raise ValueError(f"nbits must be one of {_NBITS}, got {nbits}")
         if dim % (8 // nbits):
             raise ValueError(f"dim {dim} must be a multiple of {8 // nbits} for {nbits}-bit residuals")
-        if nprobe < 1 or missing_scale < 0 or candidates < 0:
-            raise ValueError(f"nprobe must be >= 1, missing_scale >= 0 and candidates >= 0, got {nprobe}, "
-                             f"{missing_scale}, {candidates}")
+        if nprobe < 1 or missing_scale < 0 or candidates < 0 or cells < 0:
+            raise ValueError(f"nprobe must be >= 1, missing_scale, candidates and cells >= 0, got {nprobe}, "
+                             f"{missing_scale}, {candidates}, {cells}")
         self.nbits = nbits
         self.nprobe = nprobe
         self.missing_scale = float(missing_scale)
         self.candidates = int(candidates)
+        self.cells = int(cells)
         levels = 2**nbits
         per_byte = 8 // nbits
         # level of each packed dimension for every byte value: (256, per_byte)
@@ -203,9 +212,10 @@ class WarpIndex:
         nbits: int = 4,
         iterations: int = 8,
         seed: int = 0,
-        nprobe: int = 16,
+        nprobe: int = 32,
         missing_scale: float = 1.0,
         candidates: int = 0,
+        cells: int = 8,
     ) -> WarpIndex:
         """Two-level spherical k-means of the sample's tokens and the residual buckets.
 
@@ -251,8 +261,7 @@ class WarpIndex:
         keep = fine > 0
         cell_bounds = np.concatenate([[0], np.cumsum(fine[keep])])
         dim = tokens.shape[1]
-        index = cls(top.numpy()[keep], centroids, cell_bounds, np.zeros(dim), np.zeros(dim), nbits=nbits,
-                    nprobe=nprobe, missing_scale=missing_scale)
+        index = cls(top.numpy()[keep], centroids, cell_bounds, np.zeros(dim), np.zeros(dim), nbits=nbits)
         residual = x.numpy() - centroids[index.assign(x.numpy())]
         # uniform levels per dimension, centred on the mean, spaced by the step that minimises the squared
         # error of a uniform quantiser of a Gaussian (Max, 1960) times the dimension's standard deviation
@@ -260,7 +269,7 @@ class WarpIndex:
         step = _GAUSSIAN_STEP[nbits] * std
         low = mean - step * (2**nbits - 1) / 2
         return cls(index.coarse, centroids, cell_bounds, low, step, nbits=nbits, nprobe=nprobe,
-                   missing_scale=missing_scale, candidates=candidates)
+                   missing_scale=missing_scale, candidates=candidates, cells=cells)
 
     # -- encoding ---------------------------------------------------------------------------------------
     def assign(self, tokens: np.ndarray) -> np.ndarray:
@@ -415,14 +424,32 @@ class WarpIndex:
         out += torch.from_numpy(sims_t[token_cents] + (q @ self.residual_low)[None, :])
         return out
 
+    def _probe(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(sims_t (K, n_q), top (n_q, nprobe), top sims)``: each query token's ``nprobe`` most similar
+        centroids. With ``cells`` set, only the centroids of the ``cells`` coarse cells most similar to some
+        query token are scored (rows of ``sims_t`` outside them are 0 and never read); without, all are."""
+        qt = torch.from_numpy(q)
+        probe = min(self.nprobe, self.n_centroids)
+        if self.cells and self.cells < len(self.coarse) and not self.candidates:
+            coarse = qt @ torch.from_numpy(self.coarse).T  # (n_q, cells)
+            opened = np.unique(torch.topk(coarse, self.cells, dim=1).indices.numpy())
+            rows, _ = _segments(self.cell_bounds, opened)
+            sub = qt @ torch.from_numpy(self.centroids[rows]).T  # (n_q, len(rows))
+            probe = min(probe, len(rows))
+            top_sims, top = torch.topk(sub, probe, dim=1)
+            sims_t = np.zeros((self.n_centroids, len(q)), dtype=np.float32)
+            sims_t[rows] = sub.T.numpy()
+            return sims_t, rows[top.numpy()], top_sims.numpy()
+        sims = qt @ torch.from_numpy(self.centroids).T  # (n_q, K)
+        top_sims, top = torch.topk(sims, probe, dim=1)
+        return sims.T.contiguous().numpy(), top.numpy(), top_sims.numpy()
+
     def _search_one(self, q: np.ndarray, depth: int, offsets: np.ndarray, token_pages: np.ndarray,
                     codes: np.ndarray, page_offsets: np.ndarray, positions: np.ndarray, token_cents: np.ndarray
                     ) -> np.ndarray:
-        sims_t = (torch.from_numpy(self.centroids) @ torch.from_numpy(q).T).numpy()  # (K, n_q)
-        probe = min(self.nprobe, self.n_centroids)
-        top_sims, top = torch.topk(torch.from_numpy(sims_t), probe, dim=0)  # (probe, n_q)
-        missing = self.missing_scale * top_sims[-1].numpy()  # each query token's least similar probed centroid
-        probed = np.unique(top.numpy())
+        sims_t, top, top_sims = self._probe(q)
+        missing = self.missing_scale * top_sims[:, -1]  # each query token's least similar probed centroid
+        probed = np.unique(top)
         hit, which = _segments(offsets, probed)
         if len(hit) == 0:
             return np.zeros(0, dtype=np.int64)
@@ -456,7 +483,8 @@ class WarpIndex:
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, format=np.int64(_FORMAT), coarse=self.coarse, centroids=self.centroids,
                  cell_bounds=self.cell_bounds, residual_low=self.residual_low, residual_step=self.residual_step,
-                 settings=np.array([self.nbits, self.nprobe, self.missing_scale, self.candidates], dtype=np.float64),
+                 settings=np.array([self.nbits, self.nprobe, self.missing_scale, self.candidates, self.cells],
+                                   dtype=np.float64),
                  page_ids=np.array(ids, dtype=np.str_), offsets=offsets, token_pages=token_pages, codes=codes,
                  page_offsets=page_offsets, positions=positions, token_cents=token_cents)
         tmp.replace(path)
@@ -468,10 +496,10 @@ class WarpIndex:
         with np.load(Path(path), allow_pickle=False) as data:
             if "format" not in data or int(data["format"]) != _FORMAT:
                 raise ValueError(f"{path} is not a WarpIndex file of format {_FORMAT}")
-            nbits, nprobe, missing_scale, candidates = data["settings"]
+            nbits, nprobe, missing_scale, candidates, cells = data["settings"]
             index = cls(data["coarse"], data["centroids"], data["cell_bounds"], data["residual_low"],
                         data["residual_step"], nbits=int(nbits), nprobe=int(nprobe),
-                        missing_scale=float(missing_scale), candidates=int(candidates))
+                        missing_scale=float(missing_scale), candidates=int(candidates), cells=int(cells))
             ids = data["page_ids"].tolist()
             index._base_ids, index._base_row = ids, {page_id: row for row, page_id in enumerate(ids)}
             index._offsets, index._token_pages, index._codes = data["offsets"], data["token_pages"], data["codes"]
