@@ -30,6 +30,7 @@ rerank latency of 200 candidates of 768 tokens (unpooled) and 256 tokens (what p
 from __future__ import annotations
 
 import argparse
+import copy
 import shutil
 import sys
 import tempfile
@@ -54,6 +55,7 @@ from umr.late import (
     MeanTokenEncoder,
     PageVectorStore,
     TwoStageSearcher,
+    WarpIndex,
     pool_tokens,
 )
 
@@ -78,6 +80,14 @@ LATENCY_COLUMNS = [
     Column("first_stage_ms", "first stage ms", "{:.2f}"),
     Column("rerank_ms", "rerank ms", "{:.2f}"),
     Column("total_ms", "total ms", "{:.2f}"),
+]
+INDEX_COLUMNS = [
+    Column("pages", "pages"),
+    Column("first_stage", "first stage"),
+    Column("fit_s", "fit s", "{:.1f}"),
+    Column("add_s", "add s", "{:.1f}"),
+    Column("memory_mb", "memory MB", "{:.1f}"),
+    Column("bytes_per_token", "bytes/token", "{:.1f}"),
 ]
 BYTES_COLUMNS = [
     Column("source", "pages"),
@@ -193,8 +203,20 @@ def encoders(smoke: bool, n_pages: int) -> dict[str, Any]:
 
 
 # -- one corpus size --------------------------------------------------------------------------------------
+def warp_centroids(n_pages: int, tokens: list[int]) -> int:
+    """PLAID's rule of thumb: about 16 * sqrt(stored tokens) centroids, rounded to a power of two."""
+    stored = n_pages * (tokens[0] + tokens[1]) / 2
+    return 2 ** round(float(np.log2(16 * np.sqrt(stored))))
+
+
+def warp_label(index: WarpIndex) -> str:
+    label = f"warp {index.n_centroids} c {index.nbits}-bit nprobe {index.nprobe}"
+    label += f" cells {index.cells}" if index.cells else ""
+    return label + (f" cand {index.candidates}" if index.candidates else "")
+
+
 def run_size(n_pages: int, args: argparse.Namespace, work: Path, recall_rows: list, latency_rows: list,
-             bytes_rows: list) -> dict[str, Any]:
+             bytes_rows: list, index_rows: list) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed + n_pages)
     world = make_world(n_pages, args.seed + n_pages)
     pooled_here = args.pool_factor > 1 and n_pages <= args.pool_max_pages
@@ -208,6 +230,11 @@ def run_size(n_pages: int, args: argparse.Namespace, work: Path, recall_rows: li
     t0 = time.perf_counter()
     timings: dict[str, float] = {"encode_s": 0.0, "pool_s": 0.0, "centroid_fit_s": 0.0, "centroid_add_s": 0.0}
     centroid: CentroidIndex | None = None
+    warp: WarpIndex | None = None
+    warp_pending: list[tuple[list[str], list[np.ndarray]]] = []
+    warp_sample: list[np.ndarray] = []
+    sample_rng = np.random.default_rng(args.seed + 1)  # not the corpus's generator: the corpus stays the same
+    timings.update(warp_fit_s=0.0, warp_add_s=0.0)
     for start in range(0, n_pages, args.chunk):
         count = min(args.chunk, n_pages - start)
         pages = make_pages(world, count, tuple(args.tokens), rng)
@@ -231,7 +258,32 @@ def run_size(n_pages: int, args: argparse.Namespace, work: Path, recall_rows: li
                 t = time.perf_counter()
             centroid.add(chunk_ids, pages)
             timings["centroid_add_s"] += time.perf_counter() - t
+        if args.warp:
+            t = time.perf_counter()
+            if warp is None:  # a token sample of the first --warp-fit-pages pages, then fit, then add them
+                warp_pending.append((chunk_ids, pages))
+                warp_sample.extend(p[sample_rng.random(len(p)) < args.warp_sample_share] for p in pages)
+                if start + count >= min(n_pages, args.warp_fit_pages):
+                    n_cent = args.warp_centroids or warp_centroids(n_pages, args.tokens)
+                    warp = WarpIndex.fit(warp_sample, n_cent, nbits=args.warp_nbits, iterations=6, seed=args.seed,
+                                         nprobe=args.warp_nprobe[0], candidates=args.warp_candidates,
+                                         cells=args.warp_cells)
+                    timings["warp_fit_s"] = time.perf_counter() - t
+                    t = time.perf_counter()
+                    for pending_ids, pending_pages in warp_pending:
+                        warp.add(pending_ids, pending_pages)
+                    warp_pending, warp_sample = [], []
+            else:
+                warp.add(chunk_ids, pages)
+            timings["warp_add_s"] += time.perf_counter() - t
     timings["build_s"] = time.perf_counter() - t0
+    if warp is not None:
+        t = time.perf_counter()
+        memory = warp.memory_bytes()  # also builds the inverted lists
+        timings["warp_add_s"] += time.perf_counter() - t
+        index_rows.append({"pages": n_pages, "first_stage": f"warp {warp.n_centroids} c {warp.nbits}-bit", "fit_s": timings["warp_fit_s"],
+                           "add_s": timings["warp_add_s"], "memory_mb": memory / 2**20,
+                           "bytes_per_token": memory / max(1, stores["float16"].stats()["tokens"])})
     queries = make_queries(world, args.queries, rng)
     plain = TwoStageSearcher(stores["float16"], device="cpu")
     t = time.perf_counter()
@@ -266,6 +318,17 @@ def run_size(n_pages: int, args: argparse.Namespace, work: Path, recall_rows: li
                                     "store": store_name, "depth": depth, "recall_at_10": r})
                 if store_name == "float16":
                     best[f"{centroid_name}@{depth}"] = r
+    warps = [copy.copy(warp) for _ in args.warp_nprobe] if warp is not None else []
+    for view, nprobe in zip(warps, args.warp_nprobe):  # shallow copies share the arrays, differ in nprobe
+        view.nprobe = nprobe
+        for store_name, store in stores.items():
+            searcher = TwoStageSearcher(store, first_stage=view, device="cpu")
+            for depth in args.depths:
+                r = recall_at(searcher.search(queries, k=10, depth=depth), truth)
+                recall_rows.append({"pages": n_pages, "first_stage": warp_label(view), "vector_dim": "-",
+                                    "store": store_name, "depth": depth, "recall_at_10": r})
+                if store_name == "float16":
+                    best[f"{warp_label(view)}@{depth}"] = r
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     depth = args.latency_depth
     for device in devices:
@@ -286,15 +349,17 @@ def run_size(n_pages: int, args: argparse.Namespace, work: Path, recall_rows: li
                 latency_rows.append({"pages": n_pages, "device": device, "first_stage": name, "store": store_name,
                                      "tokens_per_page": store.stats()["tokens_per_page"], "depth": depth,
                                      "first_stage_ms": first, "rerank_ms": rerank, "total_ms": total})
-        if centroid is not None:  # the centroid first stage runs in numpy on the CPU
+        token_stages = [(centroid_name, centroid)] if centroid is not None else []
+        token_stages += [(warp_label(view), view) for view in warps]
+        for stage_name, stage in token_stages:  # the token-level first stages run in numpy on the CPU
             for store_name, store in stores.items():
-                searcher = TwoStageSearcher(store, first_stage=centroid, device=device)
-                first = median_ms(lambda q: centroid.search([q], depth), queries, sync)
-                cands = [centroid.search([q], depth)[0] for q in queries]
+                searcher = TwoStageSearcher(store, first_stage=stage, device=device)
+                first = median_ms(lambda q, st=stage: st.search([q], depth), queries, sync)
+                cands = [stage.search([q], depth)[0] for q in queries]
                 rerank = median_ms(lambda qc, s=searcher: s.rerank([qc[0]], [qc[1]], 10), list(zip(queries, cands)),
                                    sync)
                 total = median_ms(lambda q, s=searcher: s.search([q], k=10, depth=depth), queries, sync)
-                latency_rows.append({"pages": n_pages, "device": device, "first_stage": centroid_name,
+                latency_rows.append({"pages": n_pages, "device": device, "first_stage": stage_name,
                                      "store": store_name, "tokens_per_page": store.stats()["tokens_per_page"],
                                      "depth": depth, "first_stage_ms": first, "rerank_ms": rerank, "total_ms": total})
     for store in stores.values():
@@ -393,6 +458,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--nprobe", type=int, default=4, help="centroids each query token probes (centroid first stage)")
     p.add_argument("--centroid-candidates", type=int, default=1000,
                    help="pages the pruned centroid step passes to full centroid scoring")
+    p.add_argument("--warp", action=argparse.BooleanOptionalAction, default=True,
+                   help="measure the WARP-style first stage (two-level k-means, residual codes)")
+    p.add_argument("--warp-centroids", type=int, default=0,
+                   help="its centroids; 0: 16 * sqrt(stored tokens) rounded to a power of two")
+    p.add_argument("--warp-fit-pages", type=int, default=20_000, help="pages whose tokens it is fitted on")
+    p.add_argument("--warp-sample-share", type=float, default=0.5, help="share of those pages' tokens sampled")
+    p.add_argument("--warp-nbits", type=int, default=4, help="bits per residual dimension (1, 2, 4, 8)")
+    p.add_argument("--warp-nprobe", type=int, nargs="+", default=[16, 32],
+                   help="centroids each query token probes (one row set per value)")
+    p.add_argument("--warp-cells", type=int, default=8,
+                   help="coarse cells each query token opens; probes are chosen among their centroids (0: all)")
+    p.add_argument("--warp-candidates", type=int, default=0,
+                   help="pages re-scored with all their tokens decoded before the best depth go on (0: none)")
     p.add_argument("--page-tokens", type=int, default=768)
     p.add_argument("--sample-pages", type=int, default=48)
     p.add_argument("--chunk", type=int, default=2000)
@@ -405,6 +483,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.depths, args.latency_depth, args.page_tokens, args.sample_pages, args.chunk = [20, 50], 50, 48, 4, 150
         args.pool_max_pages = args.chroma_max_pages = 400
         args.centroids, args.centroid_candidates = 64, 200
+        args.warp_centroids, args.warp_fit_pages, args.warp_nprobe, args.warp_cells = 64, 300, [4, 16], 0
     for size in args.sizes:
         if size < max(*args.depths, args.latency_depth) or size < args.queries:
             p.error(f"--sizes {size} must be at least the largest depth and the number of queries")
@@ -416,11 +495,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     recall_rows: list[dict[str, Any]] = []
     latency_rows: list[dict[str, Any]] = []
     bytes_rows: list[dict[str, Any]] = []
+    index_rows: list[dict[str, Any]] = []
     sizes_info, chroma_info = [], []
     work = Path(tempfile.mkdtemp(prefix="umr-late-"))
     try:
         for n_pages in args.sizes:
-            sizes_info.append(run_size(n_pages, args, work, recall_rows, latency_rows, bytes_rows))
+            sizes_info.append(run_size(n_pages, args, work, recall_rows, latency_rows, bytes_rows, index_rows))
             shutil.rmtree(work / f"plain-{n_pages}", ignore_errors=True)
             shutil.rmtree(work / f"pooled-{n_pages}", ignore_errors=True)
             if n_pages <= args.chroma_max_pages:
@@ -433,12 +513,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     _common.print_table(recall_rows, RECALL_COLUMNS, "two-stage recall@10 against exhaustive MaxSim")
     _common.print_table(latency_rows, LATENCY_COLUMNS, "\nquery latency (median of single queries)")
     _common.print_table(bytes_rows, BYTES_COLUMNS, "\nstorage")
+    if index_rows:
+        _common.print_table(index_rows, INDEX_COLUMNS, "\nWARP-style first-stage index (build on this CPU, memory)")
     if chroma_info:
         print("\nChroma HNSW as first stage:", chroma_info, flush=True)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     payload = _common.result_payload(
         NAME, settings, recall_rows,
-        latency=latency_rows, storage=bytes_rows, sizes=sizes_info, chroma_hnsw=chroma_info, real_sized=real,
+        latency=latency_rows, storage=bytes_rows, first_stage_index=index_rows, sizes=sizes_info, chroma_hnsw=chroma_info, real_sized=real,
     )
     path = _common.write_json(payload, args.out, NAME)
     print(f"\nwrote {path}", flush=True)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from umr.late import maxsim, maxsim_gathered, token_max
-from umr.late.scoring import pad
+from umr.late.scoring import maxsim_pages, pad, token_max_pages
 
 
 def _unit(rng: np.random.Generator, n: int, dim: int = 32) -> np.ndarray:
@@ -59,6 +59,23 @@ def test_gathered_and_token_max_match(data: tuple[list[np.ndarray], list[np.ndar
     best = token_max(torch.from_numpy(queries[0]), tokens, lengths).numpy()
     ref = np.stack([(queries[0] @ d.T).max(axis=1) for d in docs], axis=1)
     np.testing.assert_allclose(best, ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("block_tokens", [1, 37, 8192])
+def test_token_max_pages_blocks_match_einsum(data: tuple[list[np.ndarray], list[np.ndarray]], block_tokens: int) -> None:
+    """Block-by-block CPU scoring (float16 pages read in place, one reused buffer) equals the reference,
+    whether a block holds one page, several, or all."""
+    queries, docs = data
+    halves = [d.astype(np.float16) for d in docs]
+    ref = _reference(queries, [h.astype(np.float32) for h in halves])
+    for i, q in enumerate(queries):
+        best = token_max_pages(torch.from_numpy(q), halves, block_tokens=block_tokens)
+        assert best.shape == (len(q), len(docs))
+        np.testing.assert_allclose(best.sum(axis=0), ref[i], atol=1e-5)
+        np.testing.assert_allclose(maxsim_pages(q, halves, device="cpu"), ref[i], atol=1e-5)
+    assert maxsim_pages(queries[0], [], device="cpu").shape == (0,)
+    with pytest.raises(ValueError, match="dim"):
+        token_max_pages(torch.from_numpy(queries[0]), [np.zeros((3, 8), dtype=np.float16)])
 
 
 def test_bad_shapes_raise() -> None:

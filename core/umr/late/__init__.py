@@ -1,5 +1,6 @@
 """Late interaction (ColQwen family): MaxSim scoring, token pooling, MUVERA encodings, a PLAID-style
-centroid first stage, a page-vector store beside Chroma and two-stage search.
+centroid first stage, a WARP-style token-level first stage (many centroids, residual codes), a page-vector
+store beside Chroma and two-stage search.
 
 >>> from umr.late import PageVectorStore, TwoStageSearcher, maxsim   # doctest: +SKIP
 
@@ -32,6 +33,7 @@ _LAZY = {
     "MultiVectors": "umr.late.result",
     "LateCollection": "umr.late.collection",
     "pool_tokens": "umr.late.token_pooling",
+    "WarpIndex": "umr.late.warp",
 }
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "PageStoreError",
     "PageVectorStore",
     "TwoStageSearcher",
+    "WarpIndex",
     "maxsim",
     "maxsim_gathered",
     "n_clusters",
@@ -67,6 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from umr.late.scoring import maxsim, maxsim_gathered, token_max
     from umr.late.search import ExactIndex, FirstStage, TwoStageSearcher
     from umr.late.token_pooling import n_clusters, pool_tokens
+    from umr.late.warp import WarpIndex
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__, globals())

@@ -94,7 +94,9 @@ class CentroidIndex:
 
         The centroid count must grow with the collection: ColBERTv2 / PLAID take about ``16 * sqrt(stored
         tokens)`` rounded to a power of two. On the benchmark's synthetic corpus 4096 centroids give recall@10
-        0.985 at depth 200 over 10k pages but only 0.49 over 100k (``benchmarks/late_interaction.py``).
+        0.985 at depth 200 over 10k pages but only 0.49 over 100k (``benchmarks/late_interaction.py``);
+        :class:`umr.late.warp.WarpIndex` (two-level k-means to tens of thousands of centroids, residual
+        codes) is the first stage for large collections.
         """
         tokens = _as_array(sample) if isinstance(sample, np.ndarray) and sample.ndim == 2 else np.concatenate(
             [_as_array(page) for page in sample]

@@ -33,7 +33,7 @@ import torch
 
 from umr.late.fde import FDEConfig, FDEEncoder, MeanTokenEncoder
 from umr.late.page_store import PageVectorStore
-from umr.late.scoring import default_device, maxsim_gathered, pad
+from umr.late.scoring import default_device, maxsim_pages
 from umr.store.collection import GET_CHUNK, ChromaCollection, Scalar
 
 logger = logging.getLogger(__name__)
@@ -260,11 +260,7 @@ class LateCollection:
 
     def maxsim(self, query: np.ndarray, ids: Sequence[str]) -> np.ndarray:
         """MaxSim of one query's tokens against the stored pages ``ids`` (in that order)."""
-        tokens, index = self.pages.gather(ids)
-        lengths = torch.from_numpy(np.bincount(index, minlength=len(ids)))
-        with torch.inference_mode():
-            q, qm = pad([query], self.device)
-            return maxsim_gathered(q, qm, torch.from_numpy(tokens).to(self.device), lengths)[0].cpu().numpy()
+        return maxsim_pages(query, self.pages.views(ids), self.device)
 
     def search(
         self,

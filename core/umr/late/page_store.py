@@ -336,6 +336,19 @@ class PageVectorStore:
     def get_many(self, page_ids: Sequence[str]) -> list[np.ndarray]:
         return [self.get(page_id) for page_id in page_ids]
 
+    def views(self, page_ids: Sequence[str]) -> list[np.ndarray]:
+        """Each page's ``(n_tokens, dim)`` vectors as stored, without copying where possible.
+
+        A float16 store gives read-only float16 views into the memory-mapped segments (no decoding, no
+        copy: the caller converts block by block, see :func:`umr.late.scoring.maxsim_pages`); int8 and
+        binary stores give decoded float32 arrays.
+        """
+        entries = [self._entry(page_id) for page_id in page_ids]
+        if self.config.dtype == "float16":
+            dim = self.config.dim
+            return [self._raw(e).view(np.float16).reshape(e.n_tokens, dim) for e in entries]
+        return [self._decode(self._raw(e), e.n_tokens) for e in entries]
+
     def gather(self, page_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Tokens of ``page_ids`` concatenated ``(T, dim)`` float32 and each token's position in ``page_ids``."""
         entries = [self._entry(page_id) for page_id in page_ids]

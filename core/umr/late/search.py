@@ -2,7 +2,8 @@
 
 The first stage is anything with ``search(vectors, depth) -> list of id lists`` over the single vector per
 page (:class:`ExactIndex` here, an exact batched matrix product; the Chroma collection in the store), or one
-that takes the query tokens themselves (``takes_tokens = True``: :class:`~umr.late.centroid.CentroidIndex`). The
+that takes the query tokens themselves (``takes_tokens = True``: :class:`~umr.late.centroid.CentroidIndex`,
+:class:`~umr.late.warp.WarpIndex`). The
 second stage gathers the candidates' token vectors from the :class:`~umr.late.page_store.PageVectorStore`
 and scores them by MaxSim. :meth:`TwoStageSearcher.exhaustive` scores every stored page (small
 collections, and the reference the two-stage recall is measured against).
@@ -20,7 +21,8 @@ import torch
 from umr.late.centroid import CentroidIndex
 from umr.late.fde import FDEEncoder, MeanTokenEncoder
 from umr.late.page_store import PageVectorStore
-from umr.late.scoring import MultiVector, default_device, maxsim_gathered, pad
+from umr.late.scoring import MultiVector, default_device, maxsim_gathered, maxsim_pages, pad
+from umr.late.warp import WarpIndex
 
 Hits = list[tuple[str, float]]
 
@@ -115,7 +117,7 @@ class TwoStageSearcher:
         self,
         store: PageVectorStore,
         encoder: FDEEncoder | MeanTokenEncoder | SingleVectorEncoder | None = None,
-        first_stage: FirstStage | CentroidIndex | None = None,
+        first_stage: FirstStage | CentroidIndex | WarpIndex | None = None,
         device: torch.device | str | None = None,
     ) -> None:
         self.store = store
@@ -140,19 +142,14 @@ class TwoStageSearcher:
 
     def score(self, query: MultiVector, page_ids: Sequence[str]) -> np.ndarray:
         """MaxSim of one query against ``page_ids`` (in that order)."""
-        tokens, index = self.store.gather(page_ids)
-        lengths = torch.from_numpy(np.bincount(index, minlength=len(page_ids)))
-        with torch.inference_mode():
-            q, qm = pad([query], self.device)
-            scores = maxsim_gathered(q, qm, torch.from_numpy(tokens).to(self.device), lengths)
-        return scores[0].cpu().numpy()
+        return maxsim_pages(query, self.store.views(page_ids), self.device)
 
     def search(self, queries: Sequence[MultiVector], k: int = 10, depth: int = 200) -> list[Hits]:
         """First stage (``depth`` candidates per query), then exact MaxSim; ``k`` hits per query."""
         takes_tokens = getattr(self.first_stage, "takes_tokens", False)
         if self.first_stage is None or (self.encoder is None and not takes_tokens):
             raise ValueError("two-stage search needs a first stage (and an encoder unless the first stage takes "
-                             "the query tokens, as CentroidIndex does); use exhaustive() without them")
+                             "the query tokens, as CentroidIndex and WarpIndex do); use exhaustive() without them")
         if takes_tokens:
             candidates = self.first_stage.search(list(queries), depth)
         else:
