@@ -183,3 +183,24 @@ def test_hybrid_search_on_a_multi_vector_store(tmp_path: Path, model: LateIntera
     assert store.delete_document(docs / "man.pdf") == 2
     assert store.lexical.lexical.ids() == _ids_in_step(store)
     assert "man.pdf" not in {Path(h.source).name for h in store.search("X200", k=4, mode="hybrid")}
+
+
+def test_multi_vector_store_renders_pages_at_the_models_planned_size(tmp_path: Path, model: LateInteractionModel) -> None:
+    from PIL import Image
+
+    from umr.inputs import path_from_uri
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    make_pdf(docs / "a.pdf", pages=1, text="planned size")
+    store = ChromaStore(model, tmp_path / "db", max_pixels=BUDGET)
+    assert store.render == "planned" and model.render_plan is not None
+    store.add_files(docs)
+    hit = store.search("planned size", k=1)[0]
+    with Image.open(path_from_uri(hit.image_uri)) as img:
+        size = img.size
+    geometry = model.processor.geometry(*size)
+    assert (geometry.pre_size or geometry.final_size) == size  # the model's resizes are no-ops
+    stored, fresh = store.late.pages.get(hit.id), model.embed_documents([path_from_uri(hit.image_uri)])[0]
+    assert stored.shape == fresh.shape
+    np.testing.assert_allclose(stored, fresh, atol=1e-3)  # the stored page image gives the stored vectors (float16)

@@ -205,6 +205,12 @@ class LateInteractionModel:
     def min_pixels(self) -> int:
         return self.processor.min_pixels
 
+    @property
+    def render_plan(self) -> Any:
+        """The sizes this model resizes page images to, for planned-size rendering (as ``Embedder``)."""
+        make = getattr(self.processor, "render_plan", None)
+        return make() if callable(make) else None
+
     def __repr__(self) -> str:
         return (
             f"LateInteractionModel(model_id={self.model_id!r}, recipe={self.recipe.name!r}, dim={self.dim}, "
