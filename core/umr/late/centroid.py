@@ -25,27 +25,10 @@ import numpy as np
 import torch
 
 from umr.late.scoring import MultiVector
+from umr.late.warp import _as_array
+from umr.late.warp import _token_rows as _segments
 
 logger = logging.getLogger(__name__)
-
-
-def _as_array(vectors: MultiVector) -> np.ndarray:
-    if isinstance(vectors, torch.Tensor):
-        vectors = vectors.detach().cpu().numpy()
-    array = np.asarray(vectors, dtype=np.float32)
-    if array.ndim != 2 or array.shape[0] == 0:
-        raise ValueError(f"a multi-vector must be a non-empty (n_tokens, dim) array, got shape {array.shape}")
-    return array
-
-
-def _segments(offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flat positions of CSR rows ``rows`` (concatenated) and the start of each row within them."""
-    starts, ends = offsets[rows], offsets[rows + 1]
-    lengths = ends - starts
-    firsts = np.zeros(len(rows), dtype=np.int64)
-    np.cumsum(lengths[:-1], out=firsts[1:])
-    positions = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(firsts - starts, lengths)
-    return positions, firsts
 
 
 class CentroidIndex:
