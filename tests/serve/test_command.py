@@ -74,3 +74,15 @@ def test_serve_command_reports_a_bad_model_in_one_line(tmp_path: Path) -> None:
     )
     assert out.returncode == 2
     assert "umr serve: error: cannot load the model" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["--max-batch-tokens", "0"], "--max-batch-tokens: Input should be greater than 0"),
+    (["--max-inputs", "-3", "--allow-media-dir", "/nonexistent/umr"],
+     "--allow-media-dir: allowed media folder '/nonexistent/umr' is not a directory; --max-inputs:"),
+])
+def test_bad_limits_are_named_by_their_option(argv: list[str], expected: str, tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "umr.serve", *argv, "--model", str(tmp_path / "never-loaded")],
+                         env=_env(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert expected in out.stderr and "pydantic" not in out.stderr and "Traceback" not in out.stderr

@@ -79,6 +79,23 @@ def _loopback(addr: str) -> bool:
         return False
 
 
+#: ServeConfig fields whose command-line option is not ``--`` + the field name with dashes
+_OPTION_OF = {"max_body_bytes": "--max-body-mb", "allowed_media_dirs": "--allow-media-dir"}
+
+
+def _config_error(exc: ValueError) -> str:
+    """A ServeConfig refusal in the words of the command line: ``--option: what is wrong`` per error."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc).replace("\n", " ")
+    parts = []
+    for err in errors():
+        field = str(err.get("loc", ("?",))[0])
+        option = _OPTION_OF.get(field, "--" + field.replace("_", "-"))
+        parts.append(f"{option}: {str(err.get('msg', 'invalid value')).removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
 def _fail(message: str) -> int:
     sys.stderr.write(f"umr serve: error: {message}\n")
     return 2
@@ -114,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             upload_dir=args.upload_dir,
         )
     except ValueError as exc:
-        return _fail(str(exc).replace("\n", " "))
+        return _fail(_config_error(exc))
     try:
         import umr
         from umr.recipes import DEFAULT_EMBEDDER
