@@ -204,3 +204,35 @@ def test_multi_vector_store_renders_pages_at_the_models_planned_size(tmp_path: P
     stored, fresh = store.late.pages.get(hit.id), model.embed_documents([path_from_uri(hit.image_uri)])[0]
     assert stored.shape == fresh.shape
     np.testing.assert_allclose(stored, fresh, atol=1e-3)  # the stored page image gives the stored vectors (float16)
+
+
+def test_token_level_first_stage_follows_every_write_and_matches_exhaustive(tmp_path: Path,
+                                                                            model: LateInteractionModel) -> None:
+    docs = _docs(tmp_path / "docs")
+    store = ChromaStore(model, tmp_path / "db", max_pixels=BUDGET)
+    store.late.exhaustive_max = 3  # six pages: more than exhaustive search covers, so the index is built
+    assert store.add_files(docs).pages_added == 6
+    warp = store.late.first_stage_index()
+    assert warp is not None and store.late.warp_path.exists() and set(warp.ids()) == _ids_in_step(store)
+    query = model.embed_queries(["quarterly revenue"])[0]
+    exhaustive = store.late.search(query, 4, exhaustive=True)
+    two_stage = store.late.search(query, 4, exhaustive=False, depth=6)  # depth covers all: same ranking
+    assert [h[0] for h in two_stage] == [h[0] for h in exhaustive]
+    assert "warp" in store.late.stats()["token_first_stage"]
+
+    assert store.delete_document(docs / "b.pdf") == 2  # a write: the index drops the pages
+    warp = store.late.first_stage_index()
+    assert warp is not None and set(warp.ids()) == _ids_in_step(store) and len(warp) == 4
+
+    store.late.warp_path.write_bytes(b"not an index")  # damaged (or a crash mid-way): never used ...
+    assert store.late.first_stage_index() is None
+    hits = store.late.search(query, 2, exhaustive=False, depth=6)  # ... the Chroma first stage answers
+    assert [h[0] for h in hits] == [h[0] for h in store.late.search(query, 2, exhaustive=True)]
+    make_pdf(docs / "d.pdf", pages=1, text="warranty terms")
+    assert store.add_files(docs).pages_added == 3  # b.pdf is still in the folder, d.pdf is new
+    warp = store.late.first_stage_index()  # the write rebuilt the index
+    assert warp is not None and len(warp) == 7 and set(warp.ids()) == _ids_in_step(store)
+
+    store.late.exhaustive_max = 2000  # small again: exhaustive search, no index kept
+    store.delete_document(docs / "d.pdf")
+    assert not store.late.warp_path.exists() and store.late.first_stage_index() is None

@@ -84,7 +84,9 @@ def _exclusive(method: F) -> F:
     @functools.wraps(method)
     def wrapper(self: ChromaStore, *args: Any, **kwargs: Any) -> Any:
         with self.lock.hold(), self._lexical_session():
-            return method(self, *args, **kwargs)
+            result = method(self, *args, **kwargs)
+            self._sync_first_stage()
+            return result
 
     return wrapper  # type: ignore[return-value]
 
@@ -95,7 +97,9 @@ def _exclusive_chroma(method: F) -> F:
     @functools.wraps(method)
     def wrapper(self: ChromaStore, *args: Any, **kwargs: Any) -> Any:
         with self.lock.hold():
-            return method(self, *args, **kwargs)
+            result = method(self, *args, **kwargs)
+            self._sync_first_stage()
+            return result
 
     return wrapper  # type: ignore[return-value]
 
@@ -275,6 +279,11 @@ class ChromaStore:
                 f"unset (CLI: no --render) to follow the store, or index into a new collection or folder"
             )
         return mode
+    def _sync_first_stage(self) -> None:
+        """After a write (writer lock held): the multi-vector first-stage index follows the page vectors."""
+        if self.late is not None:
+            self.late.sync_first_stage()
+
     def _open_late(self, encoder: Any, collection: str, page_dir: PathLike | None, pool_factor: int) -> Any:
         """Wrap the collection with the page-vector store of a multi-vector embedder and repair the pair."""
         from umr.late.collection import LateCollection
