@@ -53,7 +53,7 @@ from umr.documents import (
 from umr.documents.paths import PathLike
 from umr.inputs import open_image
 from umr.store.chroma import FILE_PAGE_KEYS, ChromaStore, check_reserved
-from umr.store.collection import read_collection_info, scalar_metadata
+from umr.store.collection import scalar_metadata
 from umr.store.images import png_bytes
 from umr.store.indexer import embed_input
 from umr.store.info import RecordedModel
@@ -107,6 +107,15 @@ class EmbedderSpec:
 
         return Embedder.from_pretrained(self.model, **dict(self.options))
 
+    def render_plan(self) -> Any:
+        """The page sizes the model plans (planned-size rendering), from its processor files, no weights;
+        None for a server or a model umr does not preprocess for."""
+        if self.server is not None:
+            return None
+        from umr.embedder import Embedder
+
+        return Embedder.render_plan_for(self.model, **dict(self.options))
+
     def identity(self) -> dict[str, Any]:
         """``model_id``, ``dim``, ``fingerprint``, ``max_pixels`` of what :meth:`load` gives, without
         loading weights (a local model's config is read; a server is asked)."""
@@ -149,6 +158,8 @@ class _Job:
     max_image_pixels: int
     pages_per_block: int
     metadata: Mapping[str, Any]
+    plan: Any = None  # the model's render plan (planned-size rendering), or None
+    render: str | None = None  # the rendering asked for (None: the collection's, or the default)
 
     def open_store(self, *, images: bool) -> ChromaStore:
         info = {
@@ -157,8 +168,10 @@ class _Job:
             "umr_fingerprint": self.identity["fingerprint"],
             "umr_max_pixels": self.identity["max_pixels"],
         }
+        model = RecordedModel(info)
+        model.render_plan = self.plan  # a new collection renders planned when the model has a plan
         return ChromaStore(
-            RecordedModel(info),
+            model,
             host=self.host,
             port=self.port,
             collection=self.collection,
@@ -166,6 +179,7 @@ class _Job:
             store_images=images and self.store_images,
             max_pixels=self.max_pixels,
             embed_text_layer=self.embed_text_layer,
+            render=self.render,
         )
 
 
@@ -244,7 +258,7 @@ def _render_batch(batch: Mapping[str, np.ndarray], job: _Job) -> Iterator[dict[s
     resume = store.indexer.resume()  # the local path's rules: complete files not rendered, stored pages not embedded
     sources = [os.fsdecode(bytes(p)) for p in batch["path"]]
     records = pool.render(sources, max_pixels=job.max_pixels, max_image_pixels=job.max_image_pixels,
-                          skip=resume.skip_file)
+                          skip=resume.skip_file, plan=store.render_plan)  # as the collection records
     try:
         for record in records:
             if isinstance(record, Page):
@@ -461,13 +475,14 @@ def index_files(
     exclude: Sequence[PathLike] = (),
     show_progress: bool = False,
     progress: Callable[[IndexReport], None] | None = None,
+    render: str | None = None,
 ) -> IndexReport:
     """Index PDFs and images into the Chroma server at ``host:port`` with a Ray Data pipeline.
 
-    Same result as ``ChromaStore(embedder, host=host, port=port, render="fit").add_files(paths)`` (ids,
-    vectors, metadata, skipping of unchanged files, the report), computed by ``actors`` model replicas.
-    Pages are drawn with the fit zoom (render tasks have no embedder processor to plan with): a new
-    collection records ``render="fit"``, and one that renders ``"planned"`` is refused.
+    Same result as ``ChromaStore(embedder, host=host, port=port).add_files(paths)`` (ids, vectors,
+    metadata, skipping of unchanged files, the report), computed by ``actors`` model replicas. Pages are
+    drawn as the collection records (a new one: at the model's planned size, read by the driver from the
+    model's processor files, when it has a plan); ``render``: as ``ChromaStore(render=...)``.
     ``embedder`` is an :class:`EmbedderSpec` or a model id / folder.  ``batch_size``: pages per actor
     call (each call plans its forward passes by the embedder's token budget).  ``files_per_task``:
     files rendered by one CPU task; ``pages_per_block``: pages per streamed block (small blocks keep
@@ -488,14 +503,6 @@ def index_files(
             "vector per page and does not keep token vectors yet: index it without --ray (umr index DOCS "
             f"--model {identity['model_id']})"
         )
-    info = read_collection_info(collection=collection, host=host, port=port)
-    render = (info or {}).get("umr_render", "fit")
-    if render != "fit":  # render tasks draw pages without the embedder's processor: fit only
-        raise ValueError(
-            f"collection {collection!r} draws PDF pages at its embedder's planned size (render {render!r}); "
-            "the Ray pipeline renders with the fit zoom only: index it without --ray, or into a collection "
-            "the Ray pipeline created (or one made with --render fit)"
-        )
     ray = ensure_ray(ray_address)
     start = time.monotonic()
     report = IndexReport()
@@ -505,7 +512,7 @@ def index_files(
         image_dir=os.fsdecode(image_dir) if image_dir is not None else None, store_images=store_images,
         embed_text_layer=embed_text_layer, timeout=timeout, file_timeout=file_timeout,
         memory_limit=memory_limit, max_image_pixels=max_image_pixels, pages_per_block=pages_per_block,
-        metadata=dict(extra),
+        metadata=dict(extra), plan=spec.render_plan(), render=render,
     )
     store = job.open_store(images=True)  # creates the collection (or checks it holds this model)
 

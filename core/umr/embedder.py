@@ -259,6 +259,40 @@ class Embedder(RecipePrompts):
         return _fingerprint(self._fingerprint_seed, self.recipe.name, self.min_pixels, self.max_pixels, self.dim)
 
     @classmethod
+    def render_plan_for(
+        cls,
+        model_id_or_path: str | os.PathLike = DEFAULT_EMBEDDER,
+        *,
+        recipe: str | None = None,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        trust_remote_code: bool = False,
+        **_: Any,
+    ) -> RenderPlan | None:
+        """The :attr:`render_plan` that ``from_pretrained`` with these options would give, read from the
+        tokenizer and image processor files alone (no weights: a bulk-indexing driver renders pages at the
+        planned size without holding the model). None for models umr does not preprocess for (own-code
+        engine) and for multi-vector models."""
+        from umr.late.recipes import multi_vector_recipe_name
+
+        if multi_vector_recipe_name(model_id_or_path, recipe) is not None:
+            return None
+        name = resolve_recipe_name(model_id_or_path, recipe, "embedding")
+        rec = EMBED_RECIPES[name]
+        if rec.trust_remote_code and trust_remote_code is not True:
+            raise RemoteCodeError(_remote_code_refusal(os.fspath(model_id_or_path), rec))
+        config = modeling.load_config(
+            model_id_or_path, name, trust_remote_code=bool(trust_remote_code) and rec.trust_remote_code
+        )
+        lo = int(min_pixels if min_pixels is not None else rec.min_pixels)
+        hi = int(max_pixels if max_pixels is not None else rec.max_pixels)
+        processor = embed_engine_class(rec.engine).load_processor(
+            model_id_or_path, rec, config=config, min_pixels=lo, max_pixels=hi
+        )
+        make = getattr(processor, "render_plan", None)
+        return make() if callable(make) else None
+
+    @classmethod
     def identity(
         cls,
         model_id_or_path: str | os.PathLike = DEFAULT_EMBEDDER,

@@ -62,7 +62,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def local_index(tmp_path_factory: pytest.TempPathFactory, tiny_embedder: Any, corpus: Path):
     db = tmp_path_factory.mktemp("local") / "db"
-    with ChromaStore(tiny_embedder, db, batch_size=4, render="fit") as store:  # the Ray pipeline renders fit
+    with ChromaStore(tiny_embedder, db, batch_size=4) as store:  # planned rendering, as the Ray pipeline
         first = store.add_files(corpus)
         second = store.add_files(corpus)
         got = store.collection.get(include=["embeddings", "metadatas", "documents"])
@@ -146,14 +146,15 @@ class _Identity:
         return RecordedModel({f"umr_{k}": v for k, v in ident.items()})
 
 
-def test_ray_refuses_a_planned_collection_before_starting(
-    chroma_server, tiny_embedder: Any, tiny_model_dir: Path, corpus: Path
-) -> None:
-    host, port = chroma_server
-    ChromaStore(tiny_embedder, host=host, port=port, collection="planned").close()  # the local default
-    with pytest.raises(ValueError, match="planned size"):
-        index_files(corpus, embedder=str(tiny_model_dir), host=host, port=port, collection="planned",
-                    ray_address="never-reached:1")
+def test_render_plan_without_weights_equals_the_loaded_embedders(tiny_model_dir: Path, tiny_embedder: Any) -> None:
+    from umr.distributed import EmbedderSpec
+    from umr.embedder import Embedder
+
+    assert tiny_embedder.render_plan is not None
+    assert Embedder.render_plan_for(tiny_model_dir) == tiny_embedder.render_plan
+    assert EmbedderSpec(str(tiny_model_dir), {"device": "cpu"}).render_plan() == tiny_embedder.render_plan
+    assert Embedder.render_plan_for(tiny_model_dir, max_pixels=512 * 28 * 28) != tiny_embedder.render_plan
+    assert EmbedderSpec("m", server="http://127.0.0.1:1").render_plan() is None  # a server: fit rendering
 
 
 def test_identity_matches_the_loaded_embedder(tiny_model_dir: Path, tiny_embedder: Any) -> None:

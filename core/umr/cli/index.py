@@ -150,9 +150,6 @@ def run(args: argparse.Namespace) -> int:
         )
     check_db(args, must_exist=False)
     if args.ray:
-        if args.render == "planned":
-            raise UsageError("--render planned is not available with --ray (its render tasks draw pages with the "
-                             "fit zoom): drop --render, or index without --ray")
         report = index_with_ray(args, files)
         sync_lexical_after_ray(args)
         print_report(args, report, ignored)
@@ -302,7 +299,7 @@ def index_with_ray(args: argparse.Namespace, files: list[str]) -> Any:
         return index_files(
             files, embedder=spec, host=host, port=port, collection=args.collection, actors=args.actors,
             batch_size=args.batch_size, timeout=args.timeout, ray_address=args.ray_address,
-            show_progress=show_progress(args), **where,
+            show_progress=show_progress(args), render=args.render, **where,
         )
 
     if args.host:

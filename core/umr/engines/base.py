@@ -96,6 +96,15 @@ class EmbedEngine(ABC):
         """Read model, tokenizer and image processor of a checkpoint (``config`` already loaded)."""
 
     @classmethod
+    def load_processor(
+        cls, model_id_or_path: str | os.PathLike, recipe: EmbedRecipe, *, config: Any, min_pixels: int,
+        max_pixels: int,
+    ) -> BackboneProcessor | None:
+        """The processor ``load_parts`` would set up, without the weights (a bulk-indexing driver plans page
+        sizes with it); None for engines whose checkpoint code preprocesses."""
+        return None
+
+    @classmethod
     @abstractmethod
     def choose_attn_implementation(
         cls, requested: str | None, device: torch.device, dtype: torch.dtype, recipe: EmbedRecipe

@@ -116,6 +116,17 @@ class NativeEmbedEngine(EmbedEngine):
         return modeling.resolve_attn_implementation(requested, device, dtype, recipe.attention)
 
     @classmethod
+    def load_processor(
+        cls, model_id_or_path: str | os.PathLike, recipe: EmbedRecipe, *, config: Any, min_pixels: int,
+        max_pixels: int,
+    ) -> Any:
+        source = source_path(model_id_or_path)
+        backbone = _backbone_for_source(config, recipe.backbone)
+        tokenizer = modeling.load_tokenizer(source, recipe.name, recipe.added_tokens)
+        image_processor = backbone.load_image_processor(source, min_pixels, max_pixels)
+        return recipe_processor(backbone, tokenizer, image_processor, recipe, min_pixels, max_pixels)
+
+    @classmethod
     def load_parts(
         cls,
         model_id_or_path: str | os.PathLike,
