@@ -277,13 +277,7 @@ class Embedder(RecipePrompts):
 
         if multi_vector_recipe_name(model_id_or_path, recipe) is not None:
             return None
-        name = resolve_recipe_name(model_id_or_path, recipe, "embedding")
-        rec = EMBED_RECIPES[name]
-        if rec.trust_remote_code and trust_remote_code is not True:
-            raise RemoteCodeError(_remote_code_refusal(os.fspath(model_id_or_path), rec))
-        config = modeling.load_config(
-            model_id_or_path, name, trust_remote_code=bool(trust_remote_code) and rec.trust_remote_code
-        )
+        rec, config = _recipe_and_config(model_id_or_path, recipe, trust_remote_code)
         lo = int(min_pixels if min_pixels is not None else rec.min_pixels)
         hi = int(max_pixels if max_pixels is not None else rec.max_pixels)
         processor = embed_engine_class(rec.engine).load_processor(
@@ -320,13 +314,7 @@ class Embedder(RecipePrompts):
             model_id = _source_id(model_id_or_path)
             return {"model_id": model_id, "dim": mv.dim, "max_pixels": hi, "multi_vector": True,
                     "fingerprint": late_fingerprint(model_id, late, lo, hi, mv.dim)}
-        name = resolve_recipe_name(model_id_or_path, recipe, "embedding")
-        rec = EMBED_RECIPES[name]
-        if rec.trust_remote_code and trust_remote_code is not True:
-            raise RemoteCodeError(_remote_code_refusal(os.fspath(model_id_or_path), rec))
-        config = modeling.load_config(
-            model_id_or_path, name, trust_remote_code=bool(trust_remote_code) and rec.trust_remote_code
-        )
+        rec, config = _recipe_and_config(model_id_or_path, recipe, trust_remote_code)
         text = getattr(config, "text_config", None) or config
         out_dim = int(dim) if dim is not None else int(text.hidden_size)
         lo = int(min_pixels if min_pixels is not None else rec.min_pixels)
@@ -478,6 +466,19 @@ class Embedder(RecipePrompts):
         finally:
             if progress is not None:
                 progress.close()
+
+
+def _recipe_and_config(model_id_or_path: str | os.PathLike, recipe: str | None, trust_remote_code: bool) -> tuple[Any, Any]:
+    """The embedding recipe and the config of a checkpoint, read without weights (remote code refused
+    unless allowed)."""
+    name = resolve_recipe_name(model_id_or_path, recipe, "embedding")
+    rec = EMBED_RECIPES[name]
+    if rec.trust_remote_code and trust_remote_code is not True:
+        raise RemoteCodeError(_remote_code_refusal(os.fspath(model_id_or_path), rec))
+    config = modeling.load_config(
+        model_id_or_path, name, trust_remote_code=bool(trust_remote_code) and rec.trust_remote_code
+    )
+    return rec, config
 
 
 def _fingerprint(seed: str, recipe: str, min_pixels: int, max_pixels: int, dim: int) -> str:
