@@ -40,6 +40,15 @@ from umr.recipes import EmbedRecipe, RerankRecipe, Side
 logger = logging.getLogger(__name__)
 
 
+def _processing_files(
+    model_id_or_path: str | os.PathLike, recipe: EmbedRecipe, backbone: Backbone, min_pixels: int, max_pixels: int
+) -> tuple[Any, Any]:
+    """The tokenizer (with the recipe's added tokens) and image processor of a checkpoint (no weights)."""
+    source = source_path(model_id_or_path)
+    tokenizer = modeling.load_tokenizer(source, recipe.name, recipe.added_tokens)
+    return tokenizer, backbone.load_image_processor(source, min_pixels, max_pixels)
+
+
 def _backbone_for_source(config: Any, fallback: str) -> Backbone:
     model_type = getattr(config, "model_type", None)
     return get_backbone(model_type if isinstance(model_type, str) else fallback)
@@ -120,10 +129,8 @@ class NativeEmbedEngine(EmbedEngine):
         cls, model_id_or_path: str | os.PathLike, recipe: EmbedRecipe, *, config: Any, min_pixels: int,
         max_pixels: int,
     ) -> Any:
-        source = source_path(model_id_or_path)
         backbone = _backbone_for_source(config, recipe.backbone)
-        tokenizer = modeling.load_tokenizer(source, recipe.name, recipe.added_tokens)
-        image_processor = backbone.load_image_processor(source, min_pixels, max_pixels)
+        tokenizer, image_processor = _processing_files(model_id_or_path, recipe, backbone, min_pixels, max_pixels)
         return recipe_processor(backbone, tokenizer, image_processor, recipe, min_pixels, max_pixels)
 
     @classmethod
@@ -140,15 +147,13 @@ class NativeEmbedEngine(EmbedEngine):
         min_pixels: int,
         max_pixels: int,
     ) -> Parts:
-        source = source_path(model_id_or_path)
         backbone = _backbone_for_source(config, recipe.backbone)
         model = modeling.load_model(
             model_id_or_path, recipe.name, head="base", device=device, dtype=dtype,
             attn_implementation=attn_implementation, trust_remote_code=trust_remote_code,
         )
-        tokenizer = modeling.load_tokenizer(source, recipe.name, recipe.added_tokens)
+        tokenizer, image_processor = _processing_files(model_id_or_path, recipe, backbone, min_pixels, max_pixels)
         modeling.ensure_token_rows(model, tokenizer, recipe.added_tokens, recipe.name)
-        image_processor = backbone.load_image_processor(source, min_pixels, max_pixels)
         return Parts(model, tokenizer, image_processor)
 
     # -- per batch ----------------------------------------------------------------------------------------
