@@ -103,6 +103,7 @@ class LateCollection:
         self.device = torch.device(device) if device is not None else default_device()
         self._warp: Any = None  # the loaded WarpIndex (None: not loaded, or none)
         self._warp_stamp: tuple[int, int] | None = None  # (mtime_ns, size) of the file it was loaded from
+        self._warp_checked: tuple[Any, int] | None = None  # (stamp, pages) last found in step
 
     @contextlib.contextmanager
     def _pair(self, *, wait: bool = True) -> Iterator[bool]:
@@ -306,9 +307,12 @@ class LateCollection:
         if warp is None:
             return None
         self.pages.refresh()
-        if len(warp) != len(self.pages) or any(page_id not in self.pages for page_id in warp.ids()[:64]):
-            logger.debug("first-stage index lags behind the page vectors; using the Chroma first stage")
-            return None
+        key = (self._warp_stamp, len(self.pages))
+        if key != self._warp_checked:  # the full comparison once per index file and page count, not per query
+            if len(warp) != len(self.pages) or set(warp.ids()) != set(self.pages.ids()):
+                logger.debug("first-stage index lags behind the page vectors; using the Chroma first stage")
+                return None
+            self._warp_checked = key
         return warp
 
     def sync_first_stage(
